@@ -1,0 +1,83 @@
+# Makefile — builds pobox, its tests, fuzzers and benchmarks.
+#
+#   make            build/pobox
+#   make run        install missing build deps, build, serve conf/dev.conf in ./var
+#   make test       unit + protocol + interop tests + a short fuzz run
+#   make check-asan the same suites under AddressSanitizer and UBSan
+#   make fuzz       run the fuzzers longer (FUZZ_SECONDS, default 60)
+#   make install    PREFIX=/usr/local
+
+CC      ?= cc
+PREFIX  ?= /usr/local
+BUILD   ?= build
+VERSION := $(shell cat VERSION)
+PKGS    := libevent_openssl libevent_pthreads libevent inih libargon2 openssl
+
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 \
+           -Wno-unused-parameter -fno-strict-aliasing -pthread \
+           -DPOBOX_VERSION='"$(VERSION)"' -Isrc
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcrypt -pthread
+
+SRCS     := $(sort $(wildcard src/*/*.c))
+OBJS     := $(SRCS:src/%.c=$(BUILD)/obj/%.o)
+MAIN_OBJ := $(BUILD)/obj/main.o
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps run test unit protocol interop fuzz-smoke fuzz check-asan \
+        install clean bench
+
+all: $(BUILD)/pobox
+
+deps:
+	@sh tools/deps.sh
+
+$(BUILD)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/libpobox.a: $(OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/pobox: $(MAIN_OBJ) $(BUILD)/libpobox.a
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/obj/main.o: src/main.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpobox.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libpobox.a $(LDLIBS) -lcmocka
+
+run: deps all
+	@sh tools/run-dev.sh
+
+unit: $(UNIT_BINS)
+	@sh tools/run-unit.sh $(UNIT_BINS)
+
+test: deps all $(UNIT_BINS)
+	@BUILD=$(BUILD) sh tools/test.sh
+
+check-asan:
+	$(MAKE) BUILD=build-asan CC=clang \
+	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
+	  LDFLAGS="-fsanitize=address,undefined" test
+
+fuzz: deps
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-60} sh tools/fuzz.sh
+
+bench: deps all
+	@$(MAKE) -C bench
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/pobox
+	install -m 755 $(BUILD)/pobox $(DESTDIR)$(PREFIX)/bin/pobox
+	install -m 644 conf/pobox.conf.example README.md $(DESTDIR)$(PREFIX)/share/doc/pobox/
+
+clean:
+	rm -rf build build-asan
+
+-include $(OBJS:.o=.d) $(MAIN_OBJ:.o=.d)

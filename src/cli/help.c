@@ -1,0 +1,54 @@
+/* help.c — `pobox help [COMMAND]`. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static const struct {
+    const char *name, *text;
+} TOPICS[] = {
+    {"serve", "pobox serve [-c FILE] [-o section.key=value]...\n"
+              "  Runs every configured listener in the foreground, logging to stderr.\n"
+              "  SIGTERM/SIGINT stop it cleanly; SIGHUP reloads the configuration,\n"
+              "  the users and the TLS certificate without dropping sessions.\n"},
+    {"user", "pobox user add ADDRESS [--apop]     create a user\n"
+             "pobox user passwd ADDRESS [--apop]  change the password\n"
+             "pobox user del ADDRESS [--purge]    remove (--purge: and the mailbox)\n"
+             "pobox user list                     one address a line\n"
+             "  The password is the first line of stdin when it is not a terminal,\n"
+             "  else it is asked twice without echo. --apop also stores the\n"
+             "  plaintext-equivalent secret that APOP needs.\n"},
+    {"check", "pobox check [-c FILE] [-o section.key=value]...\n"
+              "  Validates the configuration and prints the effective one;\n"
+              "  exits 1 with a line per error.\n"},
+};
+
+static void usage(void)
+{
+    printf("pobox %s: a POP3 and SMTP mail server\n\n"
+           "usage: pobox COMMAND [-c FILE] [-o section.key=value]...\n\n"
+           "commands:\n"
+           "  serve                 run the server in the foreground\n"
+           "  user add|passwd|del|list   manage users\n"
+           "  check                 validate and print the configuration\n"
+           "  help [COMMAND]        this text, or one command's\n"
+           "  --version             print the version\n\n"
+           "-c FILE defaults to $POBOX_CONFIG, else /etc/pobox/pobox.conf\n"
+           "(the embedded defaults when that file does not exist).\n",
+           POBOX_VERSION);
+}
+
+int cli_help(const char *topic)
+{
+    if (!topic) {
+        usage();
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(TOPICS) / sizeof(TOPICS[0]); i++)
+        if (strcmp(topic, TOPICS[i].name) == 0) {
+            fputs(TOPICS[i].text, stdout);
+            return 0;
+        }
+    fprintf(stderr, "pobox help: no such command '%s'\n", topic);
+    return 2;
+}

@@ -1,0 +1,36 @@
+/* serve.c — `pobox serve`: loads the configuration, wires the protocol
+ * services to their listeners, and runs the server until SIGTERM. */
+#include <stdio.h>
+
+#include "cli/cli.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "net/server.h"
+#include "pop3/pop3.h"
+
+static struct config *reload(void *arg)
+{
+    const struct cli_opts *o = arg;
+    return cli_load_config(o);
+}
+
+int cli_serve(const struct cli_opts *o)
+{
+    if (o->nargs) {
+        fprintf(stderr, "pobox serve: unexpected argument '%s'\n", o->args[0]);
+        return 2;
+    }
+    struct config *cfg = cli_load_config(o);
+    if (!cfg)
+        return 1;
+    const struct server_service svcs[] = {
+        {"pop3", cfg->listen_pop3, false, pop3_accept, POP3_BUSY_REPLY},
+        {"pop3s", cfg->listen_pop3s, true, pop3_accept, POP3_BUSY_REPLY},
+    };
+    log_info("event=starting version=%s config=\"%s\" hostname=%s data_dir=\"%s\"",
+             POBOX_VERSION, cfg->path ? cfg->path : "(defaults)", cfg->hostname,
+             cfg->data_dir);
+    int rc = server_run(cfg, svcs, sizeof(svcs) / sizeof(svcs[0]), reload, (void *)o);
+    config_unref(cfg);
+    return rc;
+}

@@ -1,0 +1,87 @@
+/* session.h — the POP3 session shared by the pop3/ files (not a public
+ * interface): state, the reply function, and the command table's needs. */
+#ifndef POBOX_POP3_SESSION_H
+#define POBOX_POP3_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/mailstream.h"
+#include "pop3/parse.h"
+
+struct conn;
+struct config;
+struct server;
+struct store_mailbox;
+struct store_reader;
+
+enum pop3_state {
+    POP3_AUTHORIZATION,
+    POP3_TRANSACTION,
+    POP3_UPDATE,          /* QUIT committing; nothing else is accepted */
+};
+
+struct pop3_session {
+    unsigned refs;              /* the conn holds one; each job or timer one */
+    struct conn *conn;          /* NULL once the connection is gone */
+    struct server *srv;
+    struct config *cfg;         /* the config this session started with */
+    char id[17];
+    enum pop3_state state;
+    bool busy;                  /* a job, a delayed reply or a stream runs */
+    bool shutting_down;
+    bool greeted;
+    bool utf8;
+    unsigned bad_commands;      /* in a row */
+    unsigned auth_failures;
+    char apop_ts[160];          /* "<...@host>", "" when APOP is off */
+    char user[256];             /* from USER, waiting for PASS */
+    char authed[256];           /* canonical address after login */
+
+    struct store_mailbox *mb;
+    bool *deleted;
+    size_t count;
+    size_t n_deleted;
+    uint64_t deleted_octets, total_octets;
+
+    /* RETR/TOP streaming */
+    struct store_reader *reader;
+    struct mailstream ms;
+    size_t streaming_msg;       /* 1-based */
+    uint64_t stream_octets;
+
+    unsigned retr_count;
+    uint64_t retr_octets;
+};
+
+/* Replies: one line, CRLF added. Never pass client bytes as the format. */
+void pop3_reply(struct pop3_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* A -ERR that counts toward limits.max_bad_commands. */
+void pop3_reply_bad(struct pop3_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+void pop3_session_ref(struct pop3_session *s);
+void pop3_session_unref(struct pop3_session *s);
+/* Ends a busy phase: lets the next pipelined command run. */
+void pop3_session_idle(struct pop3_session *s);
+/* Says goodbye and closes after the output is sent. */
+void pop3_session_close(struct pop3_session *s, const char *reason);
+
+/* Command dispatch (commands.c). */
+void pop3_dispatch(struct pop3_session *s, struct pop3_cmdline *cmd);
+void pop3_send_capa(struct pop3_session *s);
+/* Login path (login.c): USER/PASS/APOP end here. */
+void pop3_login_password(struct pop3_session *s, const char *user, const char *pass);
+void pop3_login_apop(struct pop3_session *s, const char *user, const char *digest);
+/* Leaves TRANSACTION (QUIT): commits deletions on the worker pool. */
+void pop3_quit_commit(struct pop3_session *s);
+/* Streams message msg (1-based); body_lines -1 for RETR. */
+void pop3_retr_start(struct pop3_session *s, size_t msg, long body_lines);
+void pop3_retr_continue(struct pop3_session *s);
+void pop3_retr_abort(struct pop3_session *s);
+
+bool pop3_plaintext_allowed(const struct pop3_session *s);
+
+#endif

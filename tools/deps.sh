@@ -1,0 +1,23 @@
+#!/bin/sh
+# deps.sh — installs the Debian packages pobox needs to build and test.
+# As root it runs apt-get; otherwise it prints the exact command to run.
+set -e
+PKGS="build-essential pkg-config libssl-dev libevent-dev libinih-dev libargon2-dev \
+libcrypt-dev libcmocka-dev python3 python3-pytest curl fetchmail mpop openssl \
+clang libclang-rt-14-dev"
+missing=""
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+        || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" = 0 ]; then
+    echo "deps: installing$missing" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+else
+    echo "deps: missing packages; run as root:" >&2
+    echo "  sudo apt-get install -y$missing" >&2
+    exit 1
+fi
