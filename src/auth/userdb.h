@@ -33,6 +33,9 @@ int userdb_lookup(const char *data_dir, const char *address,
                   struct userdb_entry *out);
 void userdb_entry_free(struct userdb_entry *e);
 
+/* True when at least one user has an APOP secret (APOP is then offered). */
+bool userdb_has_apop(const char *data_dir);
+
 /* Adds or replaces a user. apop_secret NULL = none. 0 ok, -1 error (errno). */
 int userdb_put(const char *data_dir, const char *address, const char *hash,
                const char *apop_secret);

@@ -50,7 +50,7 @@ static void log_login(struct pop3_session *s, struct login_job *j,
 {
     char safe[300];
     str_log_safe(safe, sizeof(safe), j->user, strlen(j->user));
-    log_info("event=login session=%s ip=%s method=%s user=%s result=%s reason=%s",
+    log_info("event=login session=%s ip=%s method=%s user=%s result=%s reason=\"%s\"",
              s->id, j->ip, j->apop ? "apop" : "pass", safe, result, reason);
 }
 

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "auth/userdb.h"
 #include "core/config.h"
 #include "core/log.h"
 #include "net/conn.h"
@@ -126,7 +127,7 @@ bool pop3_plaintext_allowed(const struct pop3_session *s)
 
 static void greet(struct pop3_session *s)
 {
-    if (s->cfg->apop) {
+    if (s->cfg->apop && userdb_has_apop(s->cfg->data_dir)) {
         char rnd[33];
         random_hex(rnd, 16);
         snprintf(s->apop_ts, sizeof(s->apop_ts), "<%lld.%d.%s@%s>",
