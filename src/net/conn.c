@@ -28,6 +28,9 @@ struct conn {
     int fd;
     struct tls *tls;
     struct limits *limits;
+    bool slot_pending;          /* limits slot not promoted yet */
+    unsigned max_per_ip;
+    const char *busy_reply;
     const struct conn_ops *ops;
     void *ctx;
     size_t max_line;
@@ -161,6 +164,17 @@ static void handshake_done(struct conn *c)
 {
     c->handshaking = false;
     c->is_tls = true;
+    if (c->slot_pending && c->limits) {
+        if (limits_promote(c->limits, c->ip, c->max_per_ip) != LIMITS_OK) {
+            log_info("event=reject ip=%s port=%u reason=max_connections_per_ip",
+                     c->ip, c->port);
+            if (c->busy_reply)
+                bufferevent_write(c->bev, c->busy_reply, strlen(c->busy_reply));
+            conn_close_after_flush(c, "max_connections_per_ip");
+            return;
+        }
+        c->slot_pending = false;
+    }
     set_timeouts(c, c->idle_timeout);
     c->in_callback++;
     c->ops->on_tls_ready(c->ctx);
@@ -260,6 +274,9 @@ struct conn *conn_new(const struct conn_params *p)
     c->fd = p->fd;
     c->tls = p->tls;
     c->limits = p->limits;
+    c->slot_pending = p->implicit_tls;
+    c->max_per_ip = p->max_per_ip;
+    c->busy_reply = p->busy_reply;
     c->ops = p->ops;
     c->ctx = p->ctx;
     c->max_line = p->max_line;
@@ -314,7 +331,7 @@ static void conn_free(struct conn *c)
     if (c->fd >= 0)
         close(c->fd);
     if (c->limits)
-        limits_release(c->limits, c->ip);
+        limits_release(c->limits, c->ip, c->slot_pending);
     free(c->line);
     free(c);
 }

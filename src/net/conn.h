@@ -44,7 +44,11 @@ struct conn_params {
     const struct sockaddr *addr;
     struct tls *tls;              /* context for TLS, NULL if none */
     bool implicit_tls;            /* handshake right away (POP3S, 465) */
-    struct limits *limits;        /* slot released when the conn is freed */
+    struct limits *limits;        /* slot released when the conn is freed;
+                                     pending for implicit TLS until the
+                                     handshake, then promoted */
+    unsigned max_per_ip;          /* for that promotion */
+    const char *busy_reply;       /* sent over TLS when promotion fails */
     size_t max_line;              /* including the line end */
     unsigned idle_timeout;        /* seconds */
     unsigned handshake_timeout;   /* seconds */

@@ -10,7 +10,8 @@
 
 struct slot {
     char ip[IP_MAX];
-    unsigned count;
+    unsigned count;         /* counted toward max_per_ip */
+    unsigned pending;       /* TLS handshakes not yet promoted */
     struct slot *next;
 };
 
@@ -61,34 +62,57 @@ static struct slot **find(struct limits *l, const char *ip)
 }
 
 enum limits_verdict limits_acquire(struct limits *l, const char *ip,
-                                   unsigned max_total, unsigned max_per_ip)
+                                   unsigned max_total, unsigned max_per_ip,
+                                   bool pending)
 {
     enum limits_verdict v = LIMITS_OK;
     pthread_mutex_lock(&l->lock);
     struct slot **pp = find(l, ip);
     if (l->total >= max_total)
         v = LIMITS_TOTAL;
-    else if (*pp && (*pp)->count >= max_per_ip)
+    else if (!pending && *pp && (*pp)->count >= max_per_ip)
         v = LIMITS_PER_IP;
     else if (!*pp && (*pp = calloc(1, sizeof(**pp))) == NULL)
         v = LIMITS_TOTAL;
     if (v == LIMITS_OK) {
-        if ((*pp)->count == 0)
+        if ((*pp)->ip[0] == '\0')
             strncpy((*pp)->ip, ip, IP_MAX - 1);
-        (*pp)->count++;
+        if (pending)
+            (*pp)->pending++;
+        else
+            (*pp)->count++;
         l->total++;
     }
     pthread_mutex_unlock(&l->lock);
     return v;
 }
 
-void limits_release(struct limits *l, const char *ip)
+enum limits_verdict limits_promote(struct limits *l, const char *ip,
+                                   unsigned max_per_ip)
+{
+    enum limits_verdict v = LIMITS_PER_IP;
+    pthread_mutex_lock(&l->lock);
+    struct slot *s = *find(l, ip);
+    if (s && s->pending && s->count < max_per_ip) {
+        s->pending--;
+        s->count++;
+        v = LIMITS_OK;
+    }
+    pthread_mutex_unlock(&l->lock);
+    return v;
+}
+
+void limits_release(struct limits *l, const char *ip, bool pending)
 {
     pthread_mutex_lock(&l->lock);
     struct slot **pp = find(l, ip);
     if (*pp) {
         l->total--;
-        if (--(*pp)->count == 0) {
+        if (pending)
+            (*pp)->pending--;
+        else
+            (*pp)->count--;
+        if ((*pp)->count == 0 && (*pp)->pending == 0) {
             struct slot *dead = *pp;
             *pp = dead->next;
             free(dead);

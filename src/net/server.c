@@ -89,7 +89,8 @@ static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
     addr_ip(sa, ip, sizeof(ip));
     struct config *cfg = config_current();
     enum limits_verdict v = limits_acquire(l->run->srv.limits, ip, cfg->max_connections,
-                                           cfg->max_connections_per_ip);
+                                           cfg->max_connections_per_ip,
+                                           l->svc->implicit_tls);
     config_unref(cfg);
     if (v != LIMITS_OK) {
         reject(l->svc, fd, ip, v);
@@ -104,7 +105,7 @@ static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
     }
     if (!h || !loop_post(loop, handoff_cb, h)) {
         free(h);
-        limits_release(l->run->srv.limits, ip);
+        limits_release(l->run->srv.limits, ip, l->svc->implicit_tls);
         close(fd);
     }
 }

@@ -155,6 +155,7 @@ void pop3_accept(struct server *srv, struct loop *loop, int fd,
     struct conn_params p = {
         .loop = loop, .fd = fd, .addr = addr, .tls = srv->tls,
         .implicit_tls = implicit_tls, .limits = srv->limits,
+        .max_per_ip = cfg->max_connections_per_ip, .busy_reply = POP3_BUSY_REPLY,
         .max_line = POP3_MAX_LINE, .idle_timeout = cfg->pop3_idle_timeout,
         .handshake_timeout = cfg->tls_handshake_timeout,
         .ops = &POP3_CONN_OPS, .ctx = s,
