@@ -13,10 +13,13 @@ BUILD   ?= build
 VERSION := $(shell cat VERSION)
 PKGS    := libevent_openssl libevent_pthreads libevent inih libargon2 openssl
 
+# CFLAGS/LDFLAGS are the user's (optimisation, sanitizers); the project's
+# own flags are in POBOX_CFLAGS so a command-line CFLAGS cannot drop them.
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 \
+POBOX_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 \
            -Wno-unused-parameter -fno-strict-aliasing -pthread \
            -DPOBOX_VERSION='"$(VERSION)"' -Isrc
+ALL_CFLAGS = $(POBOX_CFLAGS) $(CFLAGS)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcrypt -pthread
 
 SRCS     := $(sort $(wildcard src/*/*.c))
@@ -35,22 +38,22 @@ deps:
 
 $(BUILD)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/libpobox.a: $(OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
 $(BUILD)/pobox: $(MAIN_OBJ) $(BUILD)/libpobox.a
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(BUILD)/obj/main.o: src/main.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libpobox.a
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libpobox.a $(LDLIBS) -lcmocka
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libpobox.a $(LDLIBS) -lcmocka
 
 run: deps all
 	@sh tools/run-dev.sh

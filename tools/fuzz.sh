@@ -22,7 +22,8 @@ fi
 CFLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wno-unused-parameter -Isrc"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/pobox-fuzz.XXXXXX")
-trap 'rm -rf "$WORK"' EXIT INT TERM
+trap 'rm -rf "$WORK"' EXIT
+trap 'exit 130' INT TERM
 mkdir -p "$OUT"
 failures=0
 

@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/strutil.h"
@@ -248,10 +249,11 @@ static const char *set_value(struct config *cfg, const struct key_def *k,
     case K_DURATION_MS:
         if (!config_parse_duration_ms(value, &u))
             return "expected a duration: seconds, or a number with ms, s, m, h or d";
-        *(unsigned *)field = k->type == K_DURATION_MS ? (unsigned)u
-                                                      : (unsigned)((u + 999) / 1000);
-        if (k->type == K_DURATION_MS && u > UINT_MAX)
+        if (k->type == K_DURATION_S)
+            u = (u + 999) / 1000;
+        if (u > UINT_MAX)
             return "duration too long";
+        *(unsigned *)field = (unsigned)u;
         return NULL;
     case K_TLSVER:
         return parse_tlsver(value, (int *)field) ? NULL
@@ -278,6 +280,11 @@ static int ini_handler_fn(void *user, const char *section, const char *name,
     struct loader *ld = user;
     size_t idx;
     const struct key_def *k = find_key(section, name, &idx);
+    if (!k && !*section) {
+        add_error(ld->errs, "%s:%d: %s: key outside a [section]", ld->file,
+                  ld->line, name);
+        return 1;
+    }
     if (!k) {
         add_error(ld->errs, "%s:%d: %s.%s: unknown key", ld->file, ld->line,
                   section, name);
@@ -291,14 +298,36 @@ static int ini_handler_fn(void *user, const char *section, const char *name,
     return 1;
 }
 
-/* fgets-style reader that counts lines, so errors can name them. */
+#define CONFIG_MAX_LINE 8192
+
+/* fgets-style reader that counts lines, so errors can name them, and
+ * refuses lines libinih would cut. */
 static char *line_reader(char *str, int num, void *stream)
 {
     struct loader *ld = stream;
     char *r = fgets(str, num, ld->fp);
-    if (r)
-        ld->line++;
+    if (!r)
+        return NULL;
+    ld->line++;
+    size_t len = strlen(str);
+    if (len == (size_t)num - 1 && str[len - 1] != '\n' && !feof(ld->fp)) {
+        add_error(ld->errs, "%s:%d: line longer than %d characters", ld->file,
+                  ld->line, CONFIG_MAX_LINE - 3);
+        int c;
+        while ((c = fgetc(ld->fp)) != EOF && c != '\n')
+            ;
+        str[0] = '\0'; /* parse the rest as an empty line */
+    }
     return r;
+}
+
+/* libinih's knobs are process-wide: set them once. */
+static void ini_setup(void)
+{
+    ini_use_stack = false;
+    ini_initial_alloc = CONFIG_MAX_LINE;
+    ini_max_line = CONFIG_MAX_LINE;
+    ini_allow_multiline = false;
 }
 
 static bool machine_fqdn(char *out, size_t outsz)
@@ -364,6 +393,8 @@ static void validate(const struct config *cfg, const char *file,
 
 static bool load_file(struct loader *ld, bool allow_missing)
 {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, ini_setup);
     ld->fp = fopen(ld->file, "r");
     if (!ld->fp) {
         if (allow_missing && errno == ENOENT)
@@ -371,7 +402,15 @@ static bool load_file(struct loader *ld, bool allow_missing)
         add_error(ld->errs, "%s: cannot open: %s", ld->file, strerror(errno));
         return false;
     }
+    struct stat st;
+    if (fstat(fileno(ld->fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+        add_error(ld->errs, "%s: not a regular file", ld->file);
+        fclose(ld->fp);
+        return false;
+    }
     int rc = ini_parse_stream(line_reader, ld, ini_handler_fn, ld);
+    if (ferror(ld->fp))
+        add_error(ld->errs, "%s: read error: %s", ld->file, strerror(errno));
     fclose(ld->fp);
     ld->fp = NULL;
     if (rc > 0)

@@ -73,6 +73,7 @@ void pop3_session_unref(struct pop3_session *s)
         session_free(s);
 }
 
+__attribute__((format(printf, 2, 0)))
 static void vreply(struct pop3_session *s, const char *fmt, va_list ap)
 {
     if (!s->conn)
