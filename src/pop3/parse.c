@@ -21,7 +21,7 @@ enum pop3_parse_status pop3_parse_line(char *line, size_t len,
     if (kw > POP3_KEYWORD_MAX)
         return POP3_PARSE_BAD_KEYWORD;
     for (size_t i = 0; i < kw; i++) {
-        if (!isalpha((unsigned char)line[i]) || (unsigned char)line[i] > 0x7f)
+        if (!isalnum((unsigned char)line[i]) || (unsigned char)line[i] > 0x7f)
             return POP3_PARSE_BAD_KEYWORD;
         out->keyword[i] = (char)toupper((unsigned char)line[i]);
     }

@@ -13,7 +13,7 @@ enum pop3_parse_status {
     POP3_PARSE_OK,
     POP3_PARSE_EMPTY,        /* empty or blank line */
     POP3_PARSE_NUL,          /* a NUL byte in the line */
-    POP3_PARSE_BAD_KEYWORD,  /* keyword not 1..8 ASCII letters */
+    POP3_PARSE_BAD_KEYWORD,  /* keyword not 1..8 ASCII letters or digits */
     POP3_PARSE_TOO_MANY,     /* more than POP3_MAX_ARGS arguments */
 };
 

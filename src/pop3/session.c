@@ -97,8 +97,10 @@ void pop3_reply_bad(struct pop3_session *s, const char *fmt, ...)
     va_start(ap, fmt);
     vreply(s, fmt, ap);
     va_end(ap);
+    /* One reply per command: the last error is the goodbye. */
     if (++s->bad_commands >= s->cfg->max_bad_commands && s->conn) {
-        pop3_reply(s, "-ERR Too many bad commands, closing connection");
+        log_info("event=too_many_bad_commands session=%s ip=%s", s->id,
+                 conn_ip(s->conn));
         pop3_session_close(s, "too_many_bad_commands");
     }
 }

@@ -20,7 +20,7 @@ static void require(bool ok)
         abort();
 }
 
-/* The keyword is 0..8 uppercase ASCII letters, NUL-terminated (a failed
+/* The keyword is 0..8 uppercase ASCII letters or digits, NUL-terminated (a failed
  * parse may leave a prefix of it). */
 static void check_keyword(const struct pop3_cmdline *cmd,
                           enum pop3_parse_status st)
@@ -28,7 +28,8 @@ static void check_keyword(const struct pop3_cmdline *cmd,
     size_t n = strnlen(cmd->keyword, sizeof(cmd->keyword));
     require(n <= POP3_KEYWORD_MAX);
     for (size_t i = 0; i < n; i++)
-        require(cmd->keyword[i] >= 'A' && cmd->keyword[i] <= 'Z');
+        require((cmd->keyword[i] >= 'A' && cmd->keyword[i] <= 'Z') ||
+                (cmd->keyword[i] >= '0' && cmd->keyword[i] <= '9'));
     if (st == POP3_PARSE_OK)
         require(n >= 1);
 }

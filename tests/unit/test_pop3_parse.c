@@ -135,7 +135,8 @@ static void test_bad_keywords(void **state)
                      POP3_PARSE_BAD_KEYWORD);
     assert_int_equal(parse_str("STATISTICS 1", line, &cmd),
                      POP3_PARSE_BAD_KEYWORD);
-    assert_int_equal(parse_str("RETR1 1", line, &cmd), POP3_PARSE_BAD_KEYWORD);
+    assert_int_equal(parse_str("utf8", line, &cmd), POP3_PARSE_OK); /* RFC 6856 */
+    assert_string_equal(cmd.keyword, "UTF8");
     assert_int_equal(parse_str("US-R a", line, &cmd), POP3_PARSE_BAD_KEYWORD);
     assert_int_equal(parse_str("%n%s%x", line, &cmd), POP3_PARSE_BAD_KEYWORD);
     assert_int_equal(parse_str("USER\ta", line, &cmd), POP3_PARSE_BAD_KEYWORD);
