@@ -30,7 +30,7 @@ struct config {
 
     char *tls_cert, *tls_key;   /* "" = generate into data_dir/tls/ */
     int tls_min_version;        /* OpenSSL TLS1_x_VERSION */
-    char *tls_ciphers;          /* TLS <= 1.2 cipher list */
+    char *tls_ciphers;          /* TLS <= 1.2 cipher list; "" = pobox's */
     unsigned tls_handshake_timeout;
 
     bool plaintext_without_tls; /* auth.plaintext_without_tls */

@@ -29,6 +29,13 @@ struct tls {
 
 static const unsigned char SID_CTX[] = "pobox";
 
+/* Forward-secret AEAD suites only; the legacy list adds the CBC suites that
+ * TLS 1.0/1.1 clients (old Outlook) need, used with tls.min_version < 1.2. */
+static const char MODERN_CIPHERS[] =
+    "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:!aNULL";
+static const char LEGACY_CIPHERS[] =
+    "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20:ECDHE+AES:DHE+AES:!aNULL";
+
 const char *tls_error_text(unsigned long err, char *buf, size_t len)
 {
     if (err == 0)
@@ -159,7 +166,10 @@ static SSL_CTX *build_ctx(const struct config *cfg)
     SSL_CTX_sess_set_cache_size(ctx, 20000);
     if (cfg->tls_min_version < TLS1_2_VERSION)
         SSL_CTX_set_security_level(ctx, 0); /* old clients need SHA-1 suites */
-    if (SSL_CTX_set_cipher_list(ctx, cfg->tls_ciphers) != 1) {
+    const char *ciphers = *cfg->tls_ciphers ? cfg->tls_ciphers
+                          : cfg->tls_min_version < TLS1_2_VERSION ? LEGACY_CIPHERS
+                                                                  : MODERN_CIPHERS;
+    if (SSL_CTX_set_cipher_list(ctx, ciphers) != 1) {
         log_ssl_errors("ciphers", NULL);
         SSL_CTX_free(ctx);
         return NULL;
