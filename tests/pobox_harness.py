@@ -663,6 +663,12 @@ def server_factory(request, tmp_path_factory):
         elif was_running and rc != 0:
             problems.append("%s: exit code %r after SIGTERM" % (s.dir, rc))
         log = s.log_text()
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                       "runtime error:"):
+            if marker in log:
+                i = log.index(marker)
+                problems.append("%s: sanitizer report in the server log:\n%s" % (
+                    s.dir, log[max(0, i - 200):i + 3000]))
         for pw in s.passwords:
             if pw in log:
                 problems.append("%s: password %r appears in the server log" % (s.dir, pw))

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
@@ -49,7 +50,16 @@ struct conn {
     bool want_writable;
     int in_callback;
     const char *close_reason;
+    int64_t last_read_ms;       /* monotonic: last input */
+    int64_t last_drain_ms;      /* monotonic: output last emptied */
 };
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void conn_free(struct conn *c);
 static void process_input(struct conn *c);
@@ -82,7 +92,9 @@ void conn_close(struct conn *c, const char *reason)
 
 static void read_cb(struct bufferevent *bev, void *arg)
 {
-    process_input(arg);
+    struct conn *c = arg;
+    c->last_read_ms = now_ms();
+    process_input(c);
 }
 
 static void write_cb(struct bufferevent *bev, void *arg);
@@ -129,6 +141,8 @@ static void write_cb(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
     size_t pending = evbuffer_get_length(bufferevent_get_output(bev));
+    if (pending == 0)
+        c->last_drain_ms = now_ms();
     if (c->switching && pending == 0) {
         switch_to_tls(c);
         return;
@@ -197,8 +211,13 @@ static void on_timeout(struct conn *c, short what)
         conn_close(c, "handshake_timeout");
         return;
     }
-    /* A long download to a client that sends nothing is not idleness. */
-    if ((what & BEV_EVENT_READING) && (conn_output_len(c) > 0 || c->want_writable)) {
+    /* A long download to a client that sends nothing is not idleness, nor
+     * is the time it takes to read the end of one out of the kernel: if
+     * output went on well after the last command, wait one more period. */
+    if ((what & BEV_EVENT_READING) &&
+        (conn_output_len(c) > 0 || c->want_writable ||
+         c->last_drain_ms > c->last_read_ms + 1000)) {
+        c->last_read_ms = now_ms();
         bufferevent_enable(c->bev, EV_READ);
         return;
     }
@@ -409,13 +428,21 @@ void conn_close_after_flush(struct conn *c, const char *reason)
         set_timeouts(c, 10);
 }
 
+#define SHUTDOWN_DRAIN_SECS 2
+
 void conn_shutdown(struct conn *c)
 {
+    if (c->handshaking || c->switching) {
+        conn_close(c, "server_stop"); /* nothing to say before TLS exists */
+        return;
+    }
     c->in_callback++;
     c->ops->on_shutdown(c->ctx);
     c->in_callback--;
     if (c->closing)
         finish_close(c);
+    else if (c->flush_then_close)
+        set_timeouts(c, SHUTDOWN_DRAIN_SECS); /* a client that stopped reading */
 }
 
 bool conn_is_tls(const struct conn *c)

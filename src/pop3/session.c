@@ -240,6 +240,11 @@ static void on_shutdown(void *ctx)
 {
     struct pop3_session *s = ctx;
     s->shutting_down = true;
+    if (s->reader) {
+        /* Mid-message: no reply can be sent; the client retries later. */
+        conn_close(s->conn, "server_stop");
+        return;
+    }
     if (s->busy)
         return; /* the job finishes first; pop3_session_idle comes back */
     pop3_reply(s, "-ERR [SYS/TEMP] Server shutting down");
