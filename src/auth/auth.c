@@ -2,6 +2,7 @@
  * verify the password (or the APOP digest), and turn failures into growing
  * delays. Unknown users cost the same as wrong passwords. */
 #include "auth/auth.h"
+#include "core/strutil.h"
 #include "auth/password.h"
 #include "auth/throttle.h"
 #include "auth/userdb.h"
@@ -92,24 +93,13 @@ void auth_check_password(const struct config *cfg, const char *ip,
     userdb_entry_free(&e);
 }
 
-static int auth_hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes exactly 32 hex digits (either case) into 16 octets. */
 static bool auth_parse_digest(const char *hex, unsigned char out[AUTH_MD5_LEN])
 {
     if (!hex || strnlen(hex, 2 * AUTH_MD5_LEN + 1) != 2 * AUTH_MD5_LEN)
         return false;
     for (int i = 0; i < AUTH_MD5_LEN; i++) {
-        int hi = auth_hexval(hex[2 * i]), lo = auth_hexval(hex[2 * i + 1]);
+        int hi = str_hexval(hex[2 * i]), lo = str_hexval(hex[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return false;
         out[i] = (unsigned char)(hi << 4 | lo);

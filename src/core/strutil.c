@@ -61,3 +61,14 @@ const char *str_log_safe(char *out, size_t outsz, const char *in, size_t len)
         out[o < outsz ? o : outsz - 1] = '\0';
     return out;
 }
+
+int str_hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}

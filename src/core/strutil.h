@@ -12,6 +12,8 @@ char *str_trim(char *s);
 bool str_copy(char *out, size_t outsz, const char *in);
 /* Bytes safe to put in a logfmt value: printable ASCII except '"' and '\\';
  * anything else becomes \xNN; cut at outsz with "...". Returns out. */
+/* Value of a hex digit, -1 when c is not one. */
+int str_hexval(char c);
 const char *str_log_safe(char *out, size_t outsz, const char *in, size_t len);
 
 #endif

@@ -52,6 +52,7 @@
  *   missing. A UIDL the map holds for a message is kept over any other rule
  *   unless a message earlier in the listing already has it. */
 #include "store/maildir.h"
+#include "core/strutil.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -362,17 +363,6 @@ static char *md_field(char **p)
     return s;
 }
 
-static int md_hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Decodes %XX in place; false if malformed or empty or it holds a NUL. */
 static bool md_key_decode(char *s)
 {
@@ -383,7 +373,7 @@ static bool md_key_decode(char *s)
             *w++ = *r;
             continue;
         }
-        int hi = md_hexval(r[1]), lo = hi < 0 ? -1 : md_hexval(r[2]);
+        int hi = str_hexval(r[1]), lo = hi < 0 ? -1 : str_hexval(r[2]);
         if (lo < 0 || (hi == 0 && lo == 0))
             return false;
         *w++ = (char)(hi * 16 + lo);
@@ -454,7 +444,7 @@ static bool md_map_parse_header(struct md_map *map, char *s)
         || !md_parse_u64(next, strlen(next), &map->next))
         return false;
     for (int i = 0; i < 16; i++) {
-        int d = md_hexval(epoch[i]);
+        int d = str_hexval(epoch[i]);
         if (d < 0)
             return false;
         v = v * 16 + (uint64_t)d;
