@@ -708,34 +708,30 @@ static int md_move_to_cur(struct md_box *mb, const char *name)
     return renameat(mb->new_fd, name, mb->cur_fd, target) == 0 ? 0 : errno;
 }
 
-static enum store_status md_scan_new(struct md_box *mb)
+/* new/: move each message to cur/; one that cannot move is served from new/. */
+static enum store_status md_take_new(struct md_box *mb, const struct dirent *de,
+                                     int64_t phys)
 {
-    enum store_status st = STORE_OK;
-    DIR *d = md_opendir(mb->new_fd);
-    struct dirent *de;
-    int64_t phys;
-
-    if (d == NULL)
-        return STORE_TEMP_FAIL;
-    while (st == STORE_OK) {
-        if (!md_readdir(d, &de))
-            st = STORE_TEMP_FAIL;
-        if (de == NULL)
-            break;
-        if (!md_entry_ok(mb->new_fd, de, &phys))
-            continue;
-        int err = md_move_to_cur(mb, de->d_name);
-        if (err != 0 && err != ENOENT)  /* keep serving it from new/ */
-            st = md_add_msg(mb, de->d_name, de->d_ino, phys, true);
-    }
-    closedir(d);
-    return st;
+    int err = md_move_to_cur(mb, de->d_name);
+    if (err != 0 && err != ENOENT)
+        return md_add_msg(mb, de->d_name, de->d_ino, phys, true);
+    return STORE_OK;
 }
 
-static enum store_status md_scan_cur(struct md_box *mb)
+static enum store_status md_take_cur(struct md_box *mb, const struct dirent *de,
+                                     int64_t phys)
+{
+    return md_add_msg(mb, de->d_name, de->d_ino, phys, false);
+}
+
+/* Walks one of new/ or cur/, handing each message file to take(). */
+static enum store_status md_scan(struct md_box *mb, int dir_fd,
+                                 enum store_status (*take)(struct md_box *,
+                                                           const struct dirent *,
+                                                           int64_t))
 {
     enum store_status st = STORE_OK;
-    DIR *d = md_opendir(mb->cur_fd);
+    DIR *d = md_opendir(dir_fd);
     struct dirent *de;
     int64_t phys;
 
@@ -746,8 +742,8 @@ static enum store_status md_scan_cur(struct md_box *mb)
             st = STORE_TEMP_FAIL;
         if (de == NULL)
             break;
-        if (md_entry_ok(mb->cur_fd, de, &phys))
-            st = md_add_msg(mb, de->d_name, de->d_ino, phys, false);
+        if (md_entry_ok(dir_fd, de, &phys))
+            st = take(mb, de, phys);
     }
     closedir(d);
     return st;
@@ -1040,9 +1036,9 @@ static enum store_status md_load(struct md_box *mb)
         st = md_new_epoch(&map);
     next_before = map.next;
     if (st == STORE_OK)
-        st = md_scan_new(mb);
+        st = md_scan(mb, mb->new_fd, md_take_new);
     if (st == STORE_OK)
-        st = md_scan_cur(mb);
+        st = md_scan(mb, mb->cur_fd, md_take_cur);
     if (st == STORE_OK) {
         if (mb->n > 1)
             qsort(mb->msgs, mb->n, sizeof(*mb->msgs), md_msg_cmp);
