@@ -48,10 +48,20 @@ static const struct key_def KEYS[] = {
     {"tls", "min_version", K_TLSVER, F(tls_min_version), "1.2"},
     {"tls", "ciphers", K_STRING, F(tls_ciphers), ""},
     {"tls", "handshake_timeout", K_DURATION_S, F(tls_handshake_timeout), "30s"},
+    {"tls", "client_ca", K_STRING, F(tls_client_ca), ""},
     {"auth", "plaintext_without_tls", K_BOOL, F(plaintext_without_tls), "no"},
     {"auth", "apop", K_BOOL, F(apop), "yes"},
     {"auth", "failure_delay", K_DURATION_MS, F(failure_delay_ms), "2s"},
     {"auth", "max_failure_delay", K_DURATION_MS, F(max_failure_delay_ms), "15s"},
+    {"auth", "mechanisms", K_LIST, F(mechanisms),
+     "SCRAM-SHA-256-PLUS, SCRAM-SHA-256, SCRAM-SHA-1-PLUS, SCRAM-SHA-1, "
+     "GSSAPI, EXTERNAL, OAUTHBEARER, XOAUTH2, PLAIN, LOGIN"},
+    {"auth", "scram_iterations", K_UINT, F(scram_iterations), "4096"},
+    {"auth", "keytab", K_STRING, F(keytab), ""},
+    {"auth", "oauth_jwks", K_STRING, F(oauth_jwks), ""},
+    {"auth", "oauth_issuer", K_STRING, F(oauth_issuer), ""},
+    {"auth", "oauth_audience", K_STRING, F(oauth_audience), ""},
+    {"auth", "oauth_claim", K_STRING, F(oauth_claim), "email"},
     {"store", "backend", K_STRING, F(store_backend), "maildir"},
     {"store", "postgres", K_STRING, F(store_postgres), ""},
     {"limits", "max_message_size", K_SIZE, F(max_message_size), "52428800"},
@@ -153,7 +163,7 @@ static void free_list(char **list)
 }
 
 /* Splits on commas and blanks into a NULL-terminated vector. */
-static char **split_list(const char *s, bool lower)
+static char **split_list(const char *s, void (*transform)(char *))
 {
     size_t cap = 4, n = 0;
     char **v = calloc(cap + 1, sizeof(*v));
@@ -173,8 +183,8 @@ static char **split_list(const char *s, bool lower)
             cap *= 2;
         }
         v[n] = strndup(s, len);
-        if (lower && v[n])
-            str_lower(v[n]);
+        if (transform && v[n])
+            transform(v[n]);
         v[++n] = NULL;
         s += len;
     }
@@ -225,7 +235,9 @@ static const char *set_value(struct config *cfg, const struct key_def *k,
         return NULL;
     }
     case K_LIST: {
-        char **l = split_list(value, k->offset == F(domains));
+        char **l = split_list(value, k->offset == F(domains) ? str_lower
+                                     : k->offset == F(mechanisms) ? str_upper
+                                                                  : NULL);
         if (!l)
             return "out of memory";
         free_list(*(char ***)field);
@@ -362,9 +374,36 @@ static bool apply_defaults(struct config *cfg, const bool *seen)
     }
     if (!cfg->domains || !cfg->domains[0]) {
         free_list(cfg->domains);
-        cfg->domains = split_list(cfg->hostname, true);
+        cfg->domains = split_list(cfg->hostname, str_lower);
     }
     return cfg->hostname && cfg->domains;
+}
+
+/* The SASL mechanisms pobox implements (auth/sasl.c serves exactly these). */
+static const char *const KNOWN_MECHANISMS[] = {
+    "PLAIN", "LOGIN", "CRAM-MD5", "SCRAM-SHA-1", "SCRAM-SHA-1-PLUS",
+    "SCRAM-SHA-256", "SCRAM-SHA-256-PLUS", "EXTERNAL", "GSSAPI",
+    "OAUTHBEARER", "XOAUTH2",
+};
+
+static void validate_auth(const struct config *cfg, const char *file,
+                          struct config_errors *errs)
+{
+    for (char **m = cfg->mechanisms; m && *m; m++) {
+        size_t i, n = sizeof(KNOWN_MECHANISMS) / sizeof(KNOWN_MECHANISMS[0]);
+        for (i = 0; i < n && strcmp(*m, KNOWN_MECHANISMS[i]) != 0; i++)
+            ;
+        if (i == n)
+            add_error(errs, "%s: auth.mechanisms: unknown mechanism %s", file, *m);
+    }
+    if (cfg->scram_iterations < 4096 || cfg->scram_iterations > 10000000)
+        add_error(errs, "%s: auth.scram_iterations: expected 4096 to 10000000",
+                  file);
+    if (!*cfg->oauth_claim)
+        add_error(errs, "%s: auth.oauth_claim: must not be empty", file);
+    if (*cfg->oauth_jwks && (!*cfg->oauth_issuer || !*cfg->oauth_audience))
+        add_error(errs, "%s: auth.oauth_jwks: needs auth.oauth_issuer and "
+                  "auth.oauth_audience", file);
 }
 
 static void validate(const struct config *cfg, const char *file,
@@ -388,6 +427,7 @@ static void validate(const struct config *cfg, const char *file,
         add_error(errs, "%s: limits: connection limits must be at least 1", file);
     if (cfg->workers == 0)
         add_error(errs, "%s: server.workers: must be at least 1", file);
+    validate_auth(cfg, file, errs);
 }
 
 static bool load_file(struct loader *ld, bool allow_missing)

@@ -32,11 +32,18 @@ struct config {
     int tls_min_version;        /* OpenSSL TLS1_x_VERSION */
     char *tls_ciphers;          /* TLS <= 1.2 cipher list; "" = pobox's */
     unsigned tls_handshake_timeout;
+    char *tls_client_ca;        /* PEM CA file for client certificates
+                                   (SASL EXTERNAL); "" = none requested */
 
     bool plaintext_without_tls; /* auth.plaintext_without_tls */
     bool apop;                  /* auth.apop */
     unsigned failure_delay_ms;  /* auth.failure_delay: first failed login */
     unsigned max_failure_delay_ms; /* auth.max_failure_delay */
+    char **mechanisms;          /* auth.mechanisms: SASL names, uppercase */
+    unsigned scram_iterations;  /* auth.scram_iterations for new passwords */
+    char *keytab;               /* auth.keytab: GSSAPI; "" = no GSSAPI */
+    char *oauth_jwks;           /* auth.oauth_jwks: "" = no OAuth */
+    char *oauth_issuer, *oauth_audience, *oauth_claim;
 
     char *store_backend, *store_postgres;
 

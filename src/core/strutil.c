@@ -11,6 +11,12 @@ void str_lower(char *s)
         *s = (char)tolower((unsigned char)*s);
 }
 
+void str_upper(char *s)
+{
+    for (; *s; s++)
+        *s = (char)toupper((unsigned char)*s);
+}
+
 char *str_trim(char *s)
 {
     size_t len = strlen(s);
