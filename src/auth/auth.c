@@ -52,10 +52,8 @@ static void auth_tempfail(struct auth_outcome *out)
     out->delay_ms = 0;
 }
 
-/* Looks up user; 1 found (free *e), 0 unknown or invalid, -1 unreadable.
- * canon receives the canonical address, or "" when user is not valid. */
-static int auth_lookup(const struct config *cfg, const char *user,
-                       char canon[AUTH_USER_MAX], struct userdb_entry *e)
+int auth_lookup_user(const struct config *cfg, const char *user,
+                     char canon[AUTH_USER_MAX], struct userdb_entry *e)
 {
     memset(e, 0, sizeof *e);
     if (!userdb_canonical(user, canon, AUTH_USER_MAX)) {
@@ -75,7 +73,7 @@ void auth_check_password(const struct config *cfg, const char *ip,
     auth_outcome_init(out);
     if (!pass)
         pass = "";
-    int rc = auth_lookup(cfg, user, canon, &e);
+    int rc = auth_lookup_user(cfg, user, canon, &e);
     if (rc < 0) {
         auth_tempfail(out);
         return;
@@ -130,7 +128,7 @@ void auth_check_apop(const struct config *cfg, const char *ip,
     struct userdb_entry e;
 
     auth_outcome_init(out);
-    int rc = auth_lookup(cfg, user, canon, &e);
+    int rc = auth_lookup_user(cfg, user, canon, &e);
     if (rc < 0) {
         auth_tempfail(out);
         return;
@@ -154,4 +152,48 @@ void auth_check_apop(const struct config *cfg, const char *ip,
     }
     password_wipe(want, sizeof want);
     userdb_entry_free(&e);
+}
+
+void auth_verdict(const struct config *cfg, const char *ip, const char *account,
+                  bool ok, const char *reason, struct auth_outcome *out)
+{
+    char canon[AUTH_USER_MAX];
+    auth_outcome_init(out);
+    if (ok && userdb_canonical(account, canon, sizeof canon))
+        auth_succeed(out, ip, canon);
+    else
+        auth_fail(cfg, out, ip, account ? account : "", ok ? "invalid user" : reason);
+}
+
+bool auth_authzid_ok(const char *canon, const char *authzid)
+{
+    char az[AUTH_USER_MAX];
+    if (!authzid || !*authzid)
+        return true;
+    return userdb_canonical(authzid, az, sizeof az) && strcmp(az, canon) == 0;
+}
+
+void auth_check_identity(const struct config *cfg, const char *ip,
+                         const char *identity, const char *authzid,
+                         struct auth_outcome *out)
+{
+    char canon[AUTH_USER_MAX];
+    struct userdb_entry e;
+
+    auth_outcome_init(out);
+    int rc = auth_lookup_user(cfg, identity ? identity : "", canon, &e);
+    if (rc < 0) {
+        auth_tempfail(out);
+        return;
+    }
+    const char *account = canon[0] ? canon : (identity ? identity : "");
+    if (rc == 0) {
+        auth_fail(cfg, out, ip, account, "unknown user");
+        return;
+    }
+    userdb_entry_free(&e);
+    if (auth_authzid_ok(canon, authzid))
+        auth_succeed(out, ip, canon);
+    else
+        auth_fail(cfg, out, ip, account, "authzid is another user");
 }

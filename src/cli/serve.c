@@ -2,6 +2,7 @@
  * services to their listeners, and runs the server until SIGTERM. */
 #include <stdio.h>
 
+#include "auth/sasl.h"
 #include "cli/cli.h"
 #include "core/config.h"
 #include "core/log.h"
@@ -23,6 +24,10 @@ int cli_serve(const struct cli_opts *o)
     struct config *cfg = cli_load_config(o);
     if (!cfg)
         return 1;
+    if (sasl_init(cfg) != 0) {
+        config_unref(cfg);
+        return 1;
+    }
     const struct server_service svcs[] = {
         {"pop3", cfg->listen_pop3, false, pop3_accept, POP3_BUSY_REPLY},
         {"pop3s", cfg->listen_pop3s, true, pop3_accept, POP3_BUSY_REPLY},
@@ -31,6 +36,7 @@ int cli_serve(const struct cli_opts *o)
              POBOX_VERSION, cfg->path ? cfg->path : "(defaults)", cfg->hostname,
              cfg->data_dir);
     int rc = server_run(cfg, svcs, sizeof(svcs) / sizeof(svcs[0]), reload, (void *)o);
+    sasl_done();
     config_unref(cfg);
     return rc;
 }

@@ -38,7 +38,8 @@ struct conn {
     unsigned idle_timeout, handshake_timeout;
     char ip[INET6_ADDRSTRLEN];
     unsigned port;
-    char *line;             /* max_line + 1 bytes */
+    char *line;             /* line_cap + 1 bytes */
+    size_t line_cap;        /* the largest max_line so far */
 
     bool is_tls;            /* TLS established */
     bool handshaking;
@@ -302,6 +303,7 @@ struct conn *conn_new(const struct conn_params *p)
     c->idle_timeout = p->idle_timeout;
     c->handshake_timeout = p->handshake_timeout;
     c->line = malloc(p->max_line + 1);
+    c->line_cap = p->max_line;
     if (p->addr->sa_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const void *)p->addr;
         inet_ntop(AF_INET6, &a->sin6_addr, c->ip, sizeof(c->ip));
@@ -450,6 +452,24 @@ bool conn_is_tls(const struct conn *c)
     return c->is_tls;
 }
 
+SSL *conn_ssl(const struct conn *c)
+{
+    return c->is_tls && c->bev ? bufferevent_openssl_get_ssl(c->bev) : NULL;
+}
+
+bool conn_set_max_line(struct conn *c, size_t max_line)
+{
+    if (max_line > c->line_cap) {
+        char *n = realloc(c->line, max_line + 1);
+        if (!n)
+            return false;
+        c->line = n;
+        c->line_cap = max_line;
+    }
+    c->max_line = max_line;
+    return true;
+}
+
 bool conn_tls_available(const struct conn *c)
 {
     return c->tls != NULL;
@@ -467,7 +487,7 @@ unsigned conn_port(const struct conn *c)
 
 void conn_tls_info(const struct conn *c, char *buf, size_t len)
 {
-    SSL *ssl = c->is_tls && c->bev ? bufferevent_openssl_get_ssl(c->bev) : NULL;
+    SSL *ssl = conn_ssl(c);
     if (!ssl) {
         snprintf(buf, len, "%s", "");
         return;

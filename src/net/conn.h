@@ -9,6 +9,7 @@
 #ifndef POBOX_CONN_H
 #define POBOX_CONN_H
 
+#include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
@@ -81,6 +82,12 @@ void conn_close(struct conn *c, const char *reason);
 void conn_shutdown(struct conn *c);
 
 bool conn_is_tls(const struct conn *c);
+/* The connection's SSL once TLS is up, else NULL (for channel binding and
+ * the client certificate; use it on the connection's loop only). */
+SSL *conn_ssl(const struct conn *c);
+/* Changes the longest line accepted (including the line end), e.g. for the
+ * long responses of a SASL exchange. false when out of memory. */
+bool conn_set_max_line(struct conn *c, size_t max_line);
 bool conn_tls_available(const struct conn *c);  /* a TLS context exists */
 const char *conn_ip(const struct conn *c);
 unsigned conn_port(const struct conn *c);

@@ -146,6 +146,32 @@ static bool ensure_self_signed(const struct config *cfg, char *cert, char *key,
     return ok;
 }
 
+/* Accepts any client certificate during the handshake: a certificate that
+ * does not verify only means EXTERNAL is not offered (tls_client_identity
+ * reads the verification result); it never costs the connection. */
+static int accept_any_client_cert(int preverify_ok, X509_STORE_CTX *x)
+{
+    (void)preverify_ok;
+    (void)x;
+    return 1;
+}
+
+/* Asks clients for a certificate issued by tls.client_ca (SASL EXTERNAL). */
+static bool setup_client_ca(SSL_CTX *ctx, const char *ca_file)
+{
+    if (SSL_CTX_load_verify_locations(ctx, ca_file, NULL) != 1) {
+        log_ssl_errors("client_ca", ca_file);
+        return false;
+    }
+    STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca_file);
+    if (names)
+        SSL_CTX_set_client_CA_list(ctx, names);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_CLIENT_ONCE,
+                       accept_any_client_cert);
+    SSL_CTX_set_verify_depth(ctx, 5);
+    return true;
+}
+
 static SSL_CTX *build_ctx(const struct config *cfg)
 {
     char cert[4096], key[4096];
@@ -182,6 +208,10 @@ static SSL_CTX *build_ctx(const struct config *cfg)
     if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_check_private_key(ctx) != 1) {
         log_ssl_errors("private_key", key);
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (*cfg->tls_client_ca && !setup_client_ca(ctx, cfg->tls_client_ca)) {
         SSL_CTX_free(ctx);
         return NULL;
     }

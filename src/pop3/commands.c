@@ -1,6 +1,6 @@
 /* commands.c — one small cmd_*() per POP3 command and the table that maps
  * keywords and states to them (RFC 1939, 2449 CAPA, 2595 STLS, 6856 UTF8).
- * Login itself is in login.c, message streaming in retr.c. */
+ * Login itself is in login.c, AUTH in auth.c, message streaming in retr.c. */
 #include <stdio.h>
 #include <string.h>
 
@@ -55,6 +55,10 @@ void pop3_send_capa(struct pop3_session *s)
             pop3_reply(s, "STLS");
         if (pop3_plaintext_allowed(s))
             pop3_reply(s, "USER");
+        char mechs[512];
+        pop3_auth_mechlist(s, mechs, sizeof mechs);
+        if (mechs[0])
+            pop3_reply(s, "SASL %s", mechs);
     }
     pop3_reply(s, "IMPLEMENTATION pobox-%s", POBOX_VERSION);
     pop3_reply(s, ".");
@@ -229,6 +233,7 @@ static const struct pop3_command COMMANDS[] = {
     {"USER", ST_AUTH, 1, POP3_MAX_ARGS, cmd_user},
     {"PASS", ST_AUTH, 1, POP3_MAX_ARGS, cmd_pass},
     {"APOP", ST_AUTH, 2, 2, cmd_apop},
+    {"AUTH", ST_AUTH, 0, 2, pop3_auth_command},
     {"STAT", ST_TRANS, 0, 0, cmd_stat},
     {"LIST", ST_TRANS, 0, 1, cmd_list},
     {"UIDL", ST_TRANS, 0, 1, cmd_uidl},

@@ -1,7 +1,9 @@
-/* login.c — USER/PASS and APOP logins: the credential check and the
- * opening of the maildrop run as one job on the worker pool; the answer
- * comes back on the session's loop, delayed after failures as the throttle
- * says, and the session enters TRANSACTION with its message list fixed. */
+/* login.c — the end of every POP3 login (USER/PASS, APOP, AUTH): the
+ * maildrop is opened on the worker pool right after a good credential
+ * check; the answer comes back on the session's loop, delayed after
+ * failures as the throttle says, and the session enters TRANSACTION with its
+ * message list fixed. USER/PASS and APOP jobs live here too; AUTH's
+ * exchange is in auth.c. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,44 +22,40 @@
 
 #define MAX_AUTH_FAILURES 5
 
-struct login_job {
-    struct pop3_session *s;     /* holds a reference */
-    bool apop;
-    char ip[64];
-    char user[256];
-    char secret[256];           /* password or APOP digest; wiped */
-    char ts[160];
-    struct auth_outcome out;
-    enum store_status st;
-    struct store_mailbox *mb;   /* owned until handed to the session */
-};
-
-static void login_work(void *arg)
+void pop3_login_init(struct pop3_session *s, struct pop3_login *l,
+                     const char *method)
 {
-    struct login_job *j = arg;
-    const struct config *cfg = j->s->cfg;
-    if (j->apop)
-        auth_check_apop(cfg, j->ip, j->user, j->ts, j->secret, &j->out);
-    else
-        auth_check_password(cfg, j->ip, j->user, j->secret, &j->out);
-    password_wipe(j->secret, sizeof(j->secret));
-    if (j->out.result == AUTH_OK)
-        j->st = store_open(cfg, j->out.user, &j->mb);
+    memset(l, 0, sizeof *l);
+    l->method = method;
+    snprintf(l->ip, sizeof(l->ip), "%s", s->conn ? conn_ip(s->conn) : "");
 }
 
-static void log_login(struct pop3_session *s, struct login_job *j,
+void pop3_login_open(const struct config *cfg, struct pop3_login *l)
+{
+    if (l->out.result == AUTH_OK)
+        l->st = store_open(cfg, l->out.user, &l->mb);
+}
+
+void pop3_login_release(struct pop3_login *l)
+{
+    if (l->mb)
+        store_close(l->mb);
+    l->mb = NULL;
+}
+
+static void log_login(struct pop3_session *s, const struct pop3_login *l,
                       const char *result, const char *reason)
 {
     char safe[300];
-    str_log_safe(safe, sizeof(safe), j->user, strlen(j->user));
+    str_log_safe(safe, sizeof(safe), l->user, strlen(l->user));
     log_info("event=login session=%s ip=%s method=%s user=%s result=%s reason=\"%s\"",
-             s->id, j->ip, j->apop ? "apop" : "pass", safe, result, reason);
+             s->id, l->ip, l->method, safe, result, reason);
 }
 
-static void enter_transaction(struct pop3_session *s, struct login_job *j)
+static void enter_transaction(struct pop3_session *s, struct pop3_login *l)
 {
-    s->mb = j->mb;
-    j->mb = NULL;
+    s->mb = l->mb;
+    l->mb = NULL;
     s->count = store_count(s->mb);
     s->deleted = calloc(s->count ? s->count : 1, sizeof(*s->deleted));
     if (!s->deleted) {
@@ -67,80 +65,84 @@ static void enter_transaction(struct pop3_session *s, struct login_job *j)
     }
     for (size_t i = 0; i < s->count; i++)
         s->total_octets += store_size(s->mb, i);
-    snprintf(s->authed, sizeof(s->authed), "%s", j->out.user);
+    snprintf(s->authed, sizeof(s->authed), "%s", l->out.user);
     s->state = POP3_TRANSACTION;
-    log_login(s, j, "ok", "-");
+    log_login(s, l, "ok", "-");
     pop3_reply(s, "+OK Logged in: %zu messages (%llu octets)", s->count,
                (unsigned long long)s->total_octets);
 }
 
-static void answer_failure(struct pop3_session *s, struct login_job *j)
+void pop3_login_failed(struct pop3_session *s, const struct pop3_login *l,
+                       const char *reply)
 {
     s->auth_failures++;
-    log_login(s, j, "failed", j->out.reason ? j->out.reason : "-");
-    pop3_reply(s, "-ERR [AUTH] Authentication failed");
+    log_login(s, l, "failed", l->out.reason ? l->out.reason : "-");
+    pop3_reply(s, "%s", reply);
     if (s->auth_failures >= MAX_AUTH_FAILURES)
         pop3_session_close(s, "too_many_auth_failures");
 }
 
-static void answer(struct pop3_session *s, struct login_job *j)
+void pop3_login_answer(struct pop3_session *s, struct pop3_login *l)
 {
-    if (j->out.result == AUTH_FAIL) {
-        answer_failure(s, j);
-        return;
-    }
-    if (j->out.result == AUTH_TEMPFAIL) {
-        log_login(s, j, "tempfail", j->out.reason ? j->out.reason : "-");
+    if (l->out.result == AUTH_FAIL) {
+        pop3_login_failed(s, l, "-ERR [AUTH] Authentication failed");
+    } else if (l->out.result == AUTH_TEMPFAIL) {
+        log_login(s, l, "tempfail", l->out.reason ? l->out.reason : "-");
         pop3_reply(s, "-ERR [SYS/TEMP] Authentication is temporarily unavailable");
-        return;
-    }
-    if (j->st == STORE_IN_USE) {
-        log_login(s, j, "in_use", "maildrop_locked");
+    } else if (l->st == STORE_IN_USE) {
+        log_login(s, l, "in_use", "maildrop_locked");
         pop3_reply(s, "-ERR [IN-USE] Mailbox is in use by another POP3 session");
-        return;
-    }
-    if (j->st != STORE_OK) {
-        log_login(s, j, "store_error", store_status_str(j->st));
+    } else if (l->st != STORE_OK) {
+        log_login(s, l, "store_error", store_status_str(l->st));
         pop3_reply(s, "-ERR [SYS/TEMP] Cannot open the mailbox, try again later");
-        return;
+    } else {
+        enter_transaction(s, l);
     }
-    enter_transaction(s, j);
 }
 
-static void login_finish(struct login_job *j)
+/* ---- USER/PASS and APOP ----------------------------------------------- */
+
+struct login_job {
+    struct pop3_session *s;     /* holds a reference */
+    bool apop;
+    char secret[256];           /* password or APOP digest; wiped */
+    char ts[160];
+    struct pop3_login login;
+};
+
+static void login_work(void *arg)
 {
+    struct login_job *j = arg;
+    const struct config *cfg = j->s->cfg;
+    if (j->apop)
+        auth_check_apop(cfg, j->login.ip, j->login.user, j->ts, j->secret, &j->login.out);
+    else
+        auth_check_password(cfg, j->login.ip, j->login.user, j->secret, &j->login.out);
+    password_wipe(j->secret, sizeof(j->secret));
+    pop3_login_open(cfg, &j->login);
+}
+
+static void login_finish(void *arg)
+{
+    struct login_job *j = arg;
     struct pop3_session *s = j->s;
     if (s->conn)
-        answer(s, j);
-    if (j->mb)
-        store_close(j->mb);
+        pop3_login_answer(s, &j->login);
+    pop3_login_release(&j->login);
     free(j);
     pop3_session_idle(s);
     pop3_session_unref(s);
 }
 
-static void delayed_cb(evutil_socket_t fd, short what, void *arg)
-{
-    login_finish(arg);
-}
-
 static void login_done(void *arg)
 {
     struct login_job *j = arg;
-    struct pop3_session *s = j->s;
-    if (s->conn && j->out.delay_ms > 0) {
-        struct timeval tv = {.tv_sec = (time_t)(j->out.delay_ms / 1000),
-                             .tv_usec = (suseconds_t)(j->out.delay_ms % 1000) * 1000};
-        if (event_base_once(conn_base(s->conn), -1, EV_TIMEOUT, delayed_cb, j, &tv) == 0)
-            return;
-    }
-    login_finish(j);
+    pop3_session_after(j->s, j->login.out.delay_ms, login_finish, j);
 }
 
 static void submit(struct pop3_session *s, struct login_job *j)
 {
     j->s = s;
-    snprintf(j->ip, sizeof(j->ip), "%s", conn_ip(s->conn));
     pop3_session_ref(s);
     s->busy = true;
     if (!jobs_submit(s->srv->jobs, conn_base(s->conn), login_work, login_done, j)) {
@@ -160,7 +162,8 @@ void pop3_login_password(struct pop3_session *s, const char *user, const char *p
         pop3_reply_bad(s, "-ERR [AUTH] Password too long");
         return;
     }
-    snprintf(j->user, sizeof(j->user), "%s", user);
+    pop3_login_init(s, &j->login, "pass");
+    snprintf(j->login.user, sizeof(j->login.user), "%s", user);
     snprintf(j->secret, sizeof(j->secret), "%s", pass);
     submit(s, j);
 }
@@ -168,13 +171,14 @@ void pop3_login_password(struct pop3_session *s, const char *user, const char *p
 void pop3_login_apop(struct pop3_session *s, const char *user, const char *digest)
 {
     struct login_job *j = calloc(1, sizeof(*j));
-    if (!j || strlen(user) >= sizeof(j->user) || strlen(digest) >= sizeof(j->secret)) {
+    if (!j || strlen(user) >= sizeof(j->login.user) || strlen(digest) >= sizeof(j->secret)) {
         free(j);
         pop3_reply_bad(s, "-ERR [AUTH] Argument too long");
         return;
     }
+    pop3_login_init(s, &j->login, "apop");
     j->apop = true;
-    snprintf(j->user, sizeof(j->user), "%s", user);
+    snprintf(j->login.user, sizeof(j->login.user), "%s", user);
     snprintf(j->secret, sizeof(j->secret), "%s", digest);
     snprintf(j->ts, sizeof(j->ts), "%s", s->apop_ts);
     submit(s, j);

@@ -5,6 +5,7 @@
 #include "pop3/session.h"
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -21,7 +22,6 @@
 #include "pop3/pop3.h"
 #include "store/store.h"
 
-#define POP3_MAX_LINE 255   /* RFC 2449 section 4, including CRLF */
 
 static void on_line(void *ctx, char *line, size_t len);
 static void on_line_too_long(void *ctx);
@@ -59,6 +59,7 @@ void pop3_session_ref(struct pop3_session *s)
 
 static void session_free(struct pop3_session *s)
 {
+    pop3_auth_end(s);
     pop3_retr_abort(s);
     if (s->mb)
         store_close(s->mb);
@@ -121,6 +122,33 @@ void pop3_session_idle(struct pop3_session *s)
         return;
     }
     conn_resume(s->conn);
+}
+
+struct after_call {
+    void (*fn)(void *arg);
+    void *arg;
+};
+
+static void after_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct after_call c = *(struct after_call *)arg;
+    free(arg);
+    c.fn(c.arg);
+}
+
+void pop3_session_after(struct pop3_session *s, uint64_t delay_ms,
+                        void (*fn)(void *arg), void *arg)
+{
+    struct after_call *c = delay_ms && s->conn ? malloc(sizeof(*c)) : NULL;
+    if (c) {
+        struct timeval tv = {.tv_sec = (time_t)(delay_ms / 1000),
+                             .tv_usec = (suseconds_t)(delay_ms % 1000) * 1000};
+        *c = (struct after_call){fn, arg};
+        if (event_base_once(conn_base(s->conn), -1, EV_TIMEOUT, after_cb, c, &tv) == 0)
+            return;
+        free(c);
+    }
+    fn(arg);
 }
 
 bool pop3_plaintext_allowed(const struct pop3_session *s)
@@ -211,7 +239,10 @@ static void on_line(void *ctx, char *line, size_t len)
     struct pop3_session *s = ctx;
     if (s->state == POP3_UPDATE)
         return; /* QUIT is committing: nothing after it counts */
-    dispatch_line(s, line, len);
+    if (s->sasl)
+        pop3_auth_line(s, line, len);
+    else
+        dispatch_line(s, line, len);
     if (s->busy && s->conn)
         conn_pause(s->conn);
 }
@@ -219,7 +250,10 @@ static void on_line(void *ctx, char *line, size_t len)
 static void on_line_too_long(void *ctx)
 {
     struct pop3_session *s = ctx;
-    pop3_reply_bad(s, "-ERR Line too long (a command is at most 255 octets)");
+    if (s->sasl)
+        pop3_auth_line_too_long(s);
+    else
+        pop3_reply_bad(s, "-ERR Line too long (a command is at most 255 octets)");
 }
 
 static void on_writable(void *ctx)

@@ -7,14 +7,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth/auth.h"
 #include "core/mailstream.h"
 #include "pop3/parse.h"
+#include "store/store.h"
 
 struct conn;
 struct config;
 struct server;
-struct store_mailbox;
-struct store_reader;
+struct sasl_session;
+
+#define POP3_MAX_LINE 255   /* RFC 2449 section 4, including CRLF */
 
 enum pop3_state {
     POP3_AUTHORIZATION,
@@ -38,6 +41,7 @@ struct pop3_session {
     char apop_ts[160];          /* "<...@host>", "" when APOP is off */
     char user[256];             /* from USER, waiting for PASS */
     char authed[256];           /* canonical address after login */
+    struct sasl_session *sasl;  /* an AUTH exchange is running */
 
     struct store_mailbox *mb;
     bool *deleted;
@@ -69,12 +73,43 @@ void pop3_session_idle(struct pop3_session *s);
 /* Says goodbye and closes after the output is sent. */
 void pop3_session_close(struct pop3_session *s, const char *reason);
 
+/* Runs fn(arg) on the session's loop after delay_ms (at once when 0 or
+ * when the timer cannot be set). */
+void pop3_session_after(struct pop3_session *s, uint64_t delay_ms,
+                        void (*fn)(void *arg), void *arg);
+
 /* Command dispatch (commands.c). */
 void pop3_dispatch(struct pop3_session *s, struct pop3_cmdline *cmd);
 void pop3_send_capa(struct pop3_session *s);
-/* Login path (login.c): USER/PASS/APOP end here. */
+/* Login path (login.c): USER/PASS, APOP and AUTH end here. */
+struct pop3_login {
+    const char *method;         /* "pass", "apop" or the SASL mechanism */
+    char ip[64];
+    char user[256];             /* as the client named it, for the log */
+    struct auth_outcome out;
+    enum store_status st;
+    struct store_mailbox *mb;   /* owned until handed to the session */
+};
+void pop3_login_init(struct pop3_session *s, struct pop3_login *l,
+                     const char *method);
+/* Worker side: opens the maildrop when the credentials were good. */
+void pop3_login_open(const struct config *cfg, struct pop3_login *l);
+/* Loop side: the reply, and TRANSACTION on success. */
+void pop3_login_answer(struct pop3_session *s, struct pop3_login *l);
+/* Counts and logs a failed login and sends reply (closes after 5). */
+void pop3_login_failed(struct pop3_session *s, const struct pop3_login *l,
+                       const char *reply);
+void pop3_login_release(struct pop3_login *l);
 void pop3_login_password(struct pop3_session *s, const char *user, const char *pass);
 void pop3_login_apop(struct pop3_session *s, const char *user, const char *digest);
+/* AUTH (auth.c): the command, each response line of the exchange, and the
+ * end of an exchange when the session goes away. */
+void pop3_auth_command(struct pop3_session *s, const struct pop3_cmdline *cmd);
+void pop3_auth_line(struct pop3_session *s, const char *line, size_t len);
+void pop3_auth_line_too_long(struct pop3_session *s);
+void pop3_auth_end(struct pop3_session *s);
+/* The SASL line for CAPA ("" when no mechanism is usable). */
+void pop3_auth_mechlist(struct pop3_session *s, char *out, size_t outsz);
 /* Leaves TRANSACTION (QUIT): commits deletions on the worker pool. */
 void pop3_quit_commit(struct pop3_session *s);
 /* Streams message msg (1-based); body_lines -1 for RETR. */
