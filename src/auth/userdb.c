@@ -7,6 +7,7 @@
  * users. Nothing here ever prints a hash or a secret. */
 #include "auth/userdb.h"
 #include "auth/password.h"
+#include "auth/scram.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -340,6 +341,8 @@ struct userdb_user {
     char *address;      /* canonical */
     char *hash;
     char *apop;         /* decoded secret or NULL */
+    char *scram_sha1;   /* valid SCRAM stored form or NULL */
+    char *scram_sha256;
 };
 
 struct userdb_table {
@@ -399,32 +402,93 @@ static int userdb_table_index(struct userdb_table *t, size_t n)
     return 0;
 }
 
+static void userdb_user_free(struct userdb_user *u)
+{
+    free(u->address);
+    userdb_free_secret(u->hash);
+    userdb_free_secret(u->apop);
+    userdb_free_secret(u->scram_sha1);
+    userdb_free_secret(u->scram_sha256);
+}
+
 static void userdb_table_free(struct userdb_table *t)
 {
-    for (size_t i = 0; i < t->n; i++) {
-        free(t->users[i].address);
-        userdb_free_secret(t->users[i].hash);
-        userdb_free_secret(t->users[i].apop);
-    }
+    for (size_t i = 0; i < t->n; i++)
+        userdb_user_free(&t->users[i]);
     free(t->users);
     free(t->slots);
     memset(t, 0, sizeof *t);
 }
 
-/* The APOP secret from the extra field, NULL when none (or malformed). */
-static char *userdb_extra_apop(const char *extra, size_t len)
+/* The next space-separated token of extra (len octets) from *i on: its
+ * start in *tok and its length, 0 at the end. */
+static size_t userdb_next_token(const char *extra, size_t len, size_t *i,
+                                const char **tok)
 {
-    size_t i = 0;
-    while (i < len) {
-        while (i < len && (extra[i] == ' ' || extra[i] == '\t'))
-            i++;
-        size_t start = i;
-        while (i < len && extra[i] != ' ' && extra[i] != '\t')
-            i++;
-        if (i - start > 5 && memcmp(extra + start, "apop=", 5) == 0)
-            return userdb_b64_decode(extra + start + 5, i - start - 5);
+    while (*i < len && (extra[*i] == ' ' || extra[*i] == '\t'))
+        (*i)++;
+    size_t start = *i;
+    while (*i < len && extra[*i] != ' ' && extra[*i] != '\t')
+        (*i)++;
+    *tok = extra + start;
+    return *i - start;
+}
+
+static bool userdb_token_is(const char *tok, size_t len, const char *key)
+{
+    size_t klen = strlen(key);
+    return len >= klen && memcmp(tok, key, klen) == 0;
+}
+
+/* The value of the first non-empty key= pair of the extra field (key with
+ * its '='), its length in *vlen; NULL when none. */
+static const char *userdb_extra_value(const struct userdb_fields *fs,
+                                      const char *key, size_t *vlen)
+{
+    if (fs->n < USERDB_FIELDS)
+        return NULL;
+    const char *extra = fs->f[USERDB_FIELDS - 1], *tok;
+    size_t len = fs->len[USERDB_FIELDS - 1], i = 0, n, klen = strlen(key);
+    while ((n = userdb_next_token(extra, len, &i, &tok)) > 0) {
+        if (n > klen && userdb_token_is(tok, n, key)) {
+            *vlen = n - klen;
+            return tok + klen;
+        }
     }
     return NULL;
+}
+
+/* The APOP secret from the extra field, NULL when none (or malformed). */
+static char *userdb_extra_apop(const struct userdb_fields *fs)
+{
+    size_t n;
+    const char *v = userdb_extra_value(fs, "apop=", &n);
+    return v ? userdb_b64_decode(v, n) : NULL;
+}
+
+/* A copy of the SCRAM stored form under key, NULL when none or invalid
+ * (*oom set when memory ran out). */
+static char *userdb_extra_scram(const struct userdb_fields *fs, const char *key,
+                                enum scram_hash h, bool *oom)
+{
+    struct scram_creds creds;
+    size_t n;
+    const char *v = userdb_extra_value(fs, key, &n);
+
+    if (!v || n >= SCRAM_CREDS_MAX || memchr(v, '\0', n))
+        return NULL;
+    char *copy = strndup(v, n);
+    if (!copy) {
+        *oom = true;
+        return NULL;
+    }
+    bool ok = scram_parse(h, copy, &creds);
+    password_wipe(&creds, sizeof creds);
+    if (!ok) {
+        userdb_free_secret(copy);
+        return NULL;
+    }
+    return copy;
 }
 
 /* Appends the user of a split line. -1 out of memory. */
@@ -440,16 +504,15 @@ static int userdb_table_add(struct userdb_table *t, const char *canon,
         t->cap = cap;
     }
     struct userdb_user *u = &t->users[t->n];
+    bool oom = false;
     u->address = strdup(canon);
     u->hash = strndup(fs->f[1], fs->len[1]);
-    u->apop = fs->n == USERDB_FIELDS
-                  ? userdb_extra_apop(fs->f[USERDB_FIELDS - 1],
-                                      fs->len[USERDB_FIELDS - 1])
-                  : NULL;
-    if (!u->address || !u->hash) {
-        free(u->address);
-        userdb_free_secret(u->hash);
-        userdb_free_secret(u->apop);
+    u->apop = userdb_extra_apop(fs);
+    u->scram_sha1 = userdb_extra_scram(fs, "scram-sha-1=", SCRAM_SHA1, &oom);
+    u->scram_sha256 = userdb_extra_scram(fs, "scram-sha-256=", SCRAM_SHA256,
+                                         &oom);
+    if (!u->address || !u->hash || oom) {
+        userdb_user_free(u);
         return -1;
     }
     if (u->apop)
@@ -629,12 +692,24 @@ fail:
 
 /* ---- reading API -------------------------------------------------------- */
 
+/* A copy of s, or NULL for NULL; *oom set when memory ran out. */
+static char *userdb_dup(const char *s, bool *oom)
+{
+    char *copy = s ? strdup(s) : NULL;
+    if (s && !copy)
+        *oom = true;
+    return copy;
+}
+
 static int userdb_entry_copy(const struct userdb_user *u, struct userdb_entry *out)
 {
-    out->address = strdup(u->address);
-    out->hash = strdup(u->hash);
-    out->apop_secret = u->apop ? strdup(u->apop) : NULL;
-    if (!out->address || !out->hash || (u->apop && !out->apop_secret)) {
+    bool oom = false;
+    out->address = userdb_dup(u->address, &oom);
+    out->hash = userdb_dup(u->hash, &oom);
+    out->apop_secret = userdb_dup(u->apop, &oom);
+    out->scram_sha1 = userdb_dup(u->scram_sha1, &oom);
+    out->scram_sha256 = userdb_dup(u->scram_sha256, &oom);
+    if (oom) {
         userdb_entry_free(out);
         errno = ENOMEM;
         return -1;
@@ -689,6 +764,8 @@ void userdb_entry_free(struct userdb_entry *e)
     free(e->address);
     userdb_free_secret(e->hash);
     userdb_free_secret(e->apop_secret);
+    userdb_free_secret(e->scram_sha1);
+    userdb_free_secret(e->scram_sha256);
     memset(e, 0, sizeof *e);
 }
 
@@ -720,6 +797,8 @@ struct userdb_change {
     const char *canon;      /* the user */
     const char *hash;       /* NULL: delete the user */
     const char *apop_b64;   /* NULL: no APOP secret */
+    const char *scram_sha1; /* NULL: no SCRAM-SHA-1 credentials */
+    const char *scram_sha256;
 };
 
 /* Creates dir and its missing parents with mode 0700. */
@@ -846,25 +925,40 @@ static int userdb_replace_file(const char *data_dir, const struct userdb_buf *b)
     return userdb_fsync_dir(data_dir);
 }
 
-/* Appends the extra-field tokens of old (other than apop=) to b, each
+/* True for the extra keys userdb_put sets, which a rewrite replaces. */
+static bool userdb_own_token(const char *tok, size_t len)
+{
+    return userdb_token_is(tok, len, "apop=") ||
+           userdb_token_is(tok, len, "scram-sha-1=") ||
+           userdb_token_is(tok, len, "scram-sha-256=");
+}
+
+/* Appends the extra-field tokens of old (other than our own) to b, each
  * preceded by a space. */
 static int userdb_keep_extra(struct userdb_buf *b, const struct userdb_fields *old)
 {
     if (!old || old->n < USERDB_FIELDS)
         return 0;
-    const char *s = old->f[USERDB_FIELDS - 1];
-    size_t len = old->len[USERDB_FIELDS - 1], i = 0;
-    while (i < len) {
-        while (i < len && (s[i] == ' ' || s[i] == '\t'))
-            i++;
-        size_t start = i;
-        while (i < len && s[i] != ' ' && s[i] != '\t')
-            i++;
-        if (i == start || (i - start >= 5 && memcmp(s + start, "apop=", 5) == 0))
+    const char *s = old->f[USERDB_FIELDS - 1], *tok;
+    size_t len = old->len[USERDB_FIELDS - 1], i = 0, n;
+    while ((n = userdb_next_token(s, len, &i, &tok)) > 0) {
+        if (userdb_own_token(tok, n))
             continue;
-        if (userdb_buf_str(b, " ") < 0 || userdb_buf_add(b, s + start, i - start) < 0)
+        if (userdb_buf_str(b, " ") < 0 || userdb_buf_add(b, tok, n) < 0)
             return -1;
     }
+    return 0;
+}
+
+/* Appends " key=value" to b when value is not NULL. */
+static int userdb_add_pair(struct userdb_buf *b, const char *key,
+                           const char *value)
+{
+    if (!value)
+        return 0;
+    if (userdb_buf_str(b, " ") < 0 || userdb_buf_str(b, key) < 0 ||
+        userdb_buf_str(b, value) < 0)
+        return -1;
     return 0;
 }
 
@@ -879,10 +973,10 @@ static int userdb_format_line(struct userdb_buf *b, const struct userdb_change *
 
     for (int i = 2; old && i < old->n && i < USERDB_FIELDS - 1; i++)
         middle = middle || old->len[i] > 0;
-    if (userdb_keep_extra(&extra, old) < 0)
-        goto out;
-    if (ch->apop_b64 && (userdb_buf_str(&extra, " apop=") < 0 ||
-                         userdb_buf_str(&extra, ch->apop_b64) < 0))
+    if (userdb_keep_extra(&extra, old) < 0 ||
+        userdb_add_pair(&extra, "apop=", ch->apop_b64) < 0 ||
+        userdb_add_pair(&extra, "scram-sha-1=", ch->scram_sha1) < 0 ||
+        userdb_add_pair(&extra, "scram-sha-256=", ch->scram_sha256) < 0)
         goto out;
 
     if (userdb_buf_str(b, ch->canon) < 0 || userdb_buf_str(b, ":") < 0 ||
@@ -993,21 +1087,44 @@ static bool userdb_hash_ok(const char *hash)
            strncasecmp(hash, "{CLEARTEXT}", 11) != 0;
 }
 
-int userdb_put(const char *data_dir, const char *address, const char *hash,
-               const char *apop_secret)
+/* A SCRAM stored form fit for the file: NULL, or one scram_parse takes. */
+static bool userdb_scram_ok(const char *stored, enum scram_hash h)
+{
+    struct scram_creds creds;
+
+    if (!stored)
+        return true;
+    bool ok = scram_parse(h, stored, &creds);
+    password_wipe(&creds, sizeof creds);
+    return ok;
+}
+
+static bool userdb_secrets_ok(const struct userdb_secrets *sec)
+{
+    const char *apop = sec->apop_secret;
+
+    return sec->hash && userdb_hash_ok(sec->hash) &&
+           (!apop || (*apop && strlen(apop) <= USERDB_SECRET_MAX)) &&
+           userdb_scram_ok(sec->scram_sha1, SCRAM_SHA1) &&
+           userdb_scram_ok(sec->scram_sha256, SCRAM_SHA256);
+}
+
+int userdb_put(const char *data_dir, const char *address,
+               const struct userdb_secrets *sec)
 {
     char canon[USERDB_ADDRESS_MAX + 1];
 
-    if (!userdb_canonical(address, canon, sizeof canon) || !hash ||
-        !userdb_hash_ok(hash) ||
-        (apop_secret && (!*apop_secret ||
-                         strlen(apop_secret) > USERDB_SECRET_MAX))) {
+    if (!userdb_canonical(address, canon, sizeof canon) || !sec ||
+        !userdb_secrets_ok(sec)) {
         errno = EINVAL;
         return -1;
     }
-    struct userdb_change ch = { .canon = canon, .hash = hash };
+    struct userdb_change ch = {
+        .canon = canon, .hash = sec->hash,
+        .scram_sha1 = sec->scram_sha1, .scram_sha256 = sec->scram_sha256,
+    };
     char *b64 = NULL;
-    if (apop_secret && !(b64 = userdb_b64_encode(apop_secret))) {
+    if (sec->apop_secret && !(b64 = userdb_b64_encode(sec->apop_secret))) {
         errno = ENOMEM;
         return -1;
     }

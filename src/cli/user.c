@@ -1,6 +1,7 @@
 /* user.c — `pobox user add|passwd|del|list`: reads passwords (stdin's
  * first line, or a no-echo prompt asked twice on a terminal), hashes them
- * with argon2id and edits the users file through auth/userdb. */
+ * with argon2id, derives the SCRAM-SHA-1 and SCRAM-SHA-256 credentials
+ * (auth.scram_iterations) and edits the users file through auth/userdb. */
 #include <errno.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "auth/password.h"
+#include "auth/scram.h"
 #include "auth/userdb.h"
 #include "cli/cli.h"
 #include "core/config.h"
@@ -70,6 +72,25 @@ static bool get_password(char *pass, size_t len)
     return true;
 }
 
+/* The argon2id hash and both SCRAM credentials of pass; prints why and
+ * returns false on failure. */
+static bool derive_secrets(const struct config *cfg, const char *pass,
+                           char *hash, size_t hashsz, char *sha1, char *sha256)
+{
+    if (!password_hash(pass, hash, hashsz)) {
+        fprintf(stderr, "pobox user: cannot hash the password\n");
+        return false;
+    }
+    if (!scram_make(SCRAM_SHA1, pass, cfg->scram_iterations, sha1,
+                    SCRAM_CREDS_MAX) ||
+        !scram_make(SCRAM_SHA256, pass, cfg->scram_iterations, sha256,
+                    SCRAM_CREDS_MAX)) {
+        fprintf(stderr, "pobox user: cannot derive the SCRAM credentials\n");
+        return false;
+    }
+    return true;
+}
+
 static int set_password(const struct config *cfg, const char *addr, bool apop,
                         bool must_exist)
 {
@@ -92,14 +113,16 @@ static int set_password(const struct config *cfg, const char *addr, bool apop,
         return 1;
     }
     char pass[PASS_MAX], hash[PASSWORD_HASH_MAX];
+    char sha1[SCRAM_CREDS_MAX], sha256[SCRAM_CREDS_MAX];
     int rc = 1;
-    if (!get_password(pass, sizeof(pass)))
+    if (!get_password(pass, sizeof(pass)) ||
+        !derive_secrets(cfg, pass, hash, sizeof(hash), sha1, sha256))
         goto out;
-    if (!password_hash(pass, hash, sizeof(hash))) {
-        fprintf(stderr, "pobox user: cannot hash the password\n");
-        goto out;
-    }
-    if (userdb_put(cfg->data_dir, addr, hash, apop ? pass : NULL) != 0) {
+    struct userdb_secrets sec = {
+        .hash = hash, .apop_secret = apop ? pass : NULL,
+        .scram_sha1 = sha1, .scram_sha256 = sha256,
+    };
+    if (userdb_put(cfg->data_dir, addr, &sec) != 0) {
         fprintf(stderr, "pobox user: cannot write %s/users: %s\n", cfg->data_dir,
                 strerror(errno));
         goto out;
@@ -108,6 +131,8 @@ static int set_password(const struct config *cfg, const char *addr, bool apop,
 out:
     password_wipe(pass, sizeof(pass));
     password_wipe(hash, sizeof(hash));
+    password_wipe(sha1, sizeof(sha1));
+    password_wipe(sha256, sizeof(sha256));
     return rc;
 }
 

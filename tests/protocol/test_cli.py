@@ -238,6 +238,58 @@ def test_users_file_holds_hashes_never_passwords(server):
     assert not [n for n in leftovers if "tmp" in n or n.endswith("~")], leftovers
 
 
+def scram_fields(server, user):
+    """The scram-sha-1= and scram-sha-256= values of user's line, as dict."""
+    lines = [l for l in (server.data_dir / "users").read_text().splitlines()
+             if l.startswith(user + ":")]
+    assert len(lines) == 1, lines
+    extra = lines[0].split(":", 7)[7] if lines[0].count(":") >= 7 else ""
+    pairs = dict(t.split("=", 1) for t in extra.split() if "=" in t)
+    return {k: v for k, v in pairs.items() if k.startswith("scram-")}
+
+
+def test_user_add_and_passwd_store_scram_credentials(server):
+    pw = "Scram-" + os.urandom(6).hex()
+    server.passwords.add(pw)
+    user, _ = server.add_user(password=pw)
+    text = (server.data_dir / "users").read_text()
+    assert pw not in text, "plaintext password in the users file"
+    creds = scram_fields(server, user)
+    assert sorted(creds) == ["scram-sha-1", "scram-sha-256"], creds
+    # ITERATIONS,SALT,STOREDKEY,SERVERKEY: 16-octet salt, 20/32-octet keys
+    lengths = {"scram-sha-1": 28, "scram-sha-256": 44}
+    for key, value in creds.items():
+        it, salt, stored, srv = value.split(",")
+        assert it == "4096", value
+        assert len(salt) == 24 and len(stored) == lengths[key] == len(srv), value
+    assert creds["scram-sha-1"].split(",")[1] != creds["scram-sha-256"].split(",")[1]
+    assert "apop=" not in text.split(user + ":", 1)[1].splitlines()[0]
+
+    # auth.scram_iterations applies to new credentials
+    user2 = "scramiter%d@example.org" % os.getpid()
+    r = server.cli("user", "add", user2, "-o", "auth.scram_iterations=8192",
+                   input=(pw + "\n").encode())
+    assert r.returncode == 0, r.stderr
+    creds2 = scram_fields(server, user2)
+    assert all(v.startswith("8192,") for v in creds2.values()), creds2
+    assert len(creds2) == 2, creds2
+    r = server.cli("user", "add", "x" + user2, "-o", "auth.scram_iterations=1000",
+                   input=(pw + "\n").encode())
+    assert r.returncode != 0 and b"scram_iterations" in r.stderr, r.stderr
+
+    # passwd: new salts and keys, even for the same password; --apop as before
+    r = server.cli("user", "passwd", user, "--apop", input=(pw + "\n").encode())
+    assert r.returncode == 0, r.stderr
+    after = scram_fields(server, user)
+    assert sorted(after) == sorted(creds), after
+    for key in creds:
+        assert after[key].startswith("4096,"), after
+        assert after[key].split(",")[1] != creds[key].split(",")[1], "same salt"
+    assert "apop=" in [l for l in (server.data_dir / "users").read_text()
+                       .splitlines() if l.startswith(user + ":")][0]
+    assert can_login(server, user, pw)
+
+
 def test_cli_never_prints_passwords_or_hashes(server):
     pw = "Visible-" + os.urandom(6).hex()
     server.passwords.add(pw)

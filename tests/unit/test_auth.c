@@ -67,8 +67,11 @@ static int group_setup(void **state)
     /* alice: argon2id (as `pobox user add --apop` makes), with APOP secret;
      * bob: an imported bcrypt hash, no APOP secret. */
     if (!password_hash("right horse", hash, sizeof hash) ||
-        userdb_put(f->dir, "alice@example.com", hash, APOP_SECRET) < 0 ||
-        userdb_put(f->dir, "bob@example.com", BCRYPT_SECRET, NULL) < 0)
+        userdb_put(f->dir, "alice@example.com",
+                   &(struct userdb_secrets){ .hash = hash,
+                                             .apop_secret = APOP_SECRET }) < 0 ||
+        userdb_put(f->dir, "bob@example.com",
+                   &(struct userdb_secrets){ .hash = BCRYPT_SECRET }) < 0)
         return -1;
 
     f->cfg.data_dir = f->dir;

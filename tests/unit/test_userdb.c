@@ -1,6 +1,7 @@
 /* test_userdb.c — unit tests for src/auth/userdb.c: address rules, put /
- * lookup / del / list, what the users file looks like afterwards, reloads
- * after outside edits, and lookups from several threads. */
+ * lookup / del / list, what the users file looks like afterwards (APOP and
+ * SCRAM extra fields included), reloads after outside edits, and lookups
+ * from several threads. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -23,6 +24,9 @@
 
 #define HASH_A "{SHA512-CRYPT}$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1"
 #define HASH_B "$2y$05$Ax/Tcn9C4O2xUF0gv8uPLeg4VIxa2ReYR1MRYZXiablNYcXmlVzMO"
+/* SCRAM credentials of "pencil" with the salts of RFC 5802 and RFC 7677 */
+#define SCRAM1 "4096,QSXCR+Q6sek8bf92,6dlGYMOdZcOPutkcNY8U2g7vK9Y=,D+CSWLOshSulAsxiupA+qs2/fTE="
+#define SCRAM256 "4096,W22ZaJ0SNY7soEsUEjb6gQ==,WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=,wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU="
 
 /* ---- fixtures ----------------------------------------------------------- */
 
@@ -91,6 +95,23 @@ static void spew(const char *path, const char *content)
     assert_non_null(fp);
     assert_int_equal(fputs(content, fp) >= 0, 1);
     assert_int_equal(fclose(fp), 0);
+}
+
+/* userdb_put with only a hash and an APOP secret (NULL = none). */
+static int put(const char *dir, const char *address, const char *hash,
+               const char *apop)
+{
+    struct userdb_secrets sec = { .hash = hash, .apop_secret = apop };
+    return userdb_put(dir, address, &sec);
+}
+
+/* userdb_put with every secret. */
+static int put_all(const char *dir, const char *address, const char *hash,
+                   const char *apop, const char *sha1, const char *sha256)
+{
+    struct userdb_secrets sec = { .hash = hash, .apop_secret = apop,
+                                  .scram_sha1 = sha1, .scram_sha256 = sha256 };
+    return userdb_put(dir, address, &sec);
 }
 
 /* Collects the addresses userdb_list reports, one a line. */
@@ -175,8 +196,8 @@ static void test_put_lookup_del_list(void **state)
     struct userdb_entry e;
     char list[256] = "";
 
-    assert_int_equal(userdb_put(f->dir, "alice@example.com", HASH_A, NULL), 0);
-    assert_int_equal(userdb_put(f->dir, "bob@example.com", HASH_B, NULL), 0);
+    assert_int_equal(put(f->dir, "alice@example.com", HASH_A, NULL), 0);
+    assert_int_equal(put(f->dir, "bob@example.com", HASH_B, NULL), 0);
 
     assert_int_equal(userdb_lookup(f->dir, "alice@example.com", &e), 1);
     assert_string_equal(e.address, "alice@example.com");
@@ -192,7 +213,7 @@ static void test_put_lookup_del_list(void **state)
     assert_string_equal(list, "alice@example.com\nbob@example.com\n");
 
     /* replace keeps the position */
-    assert_int_equal(userdb_put(f->dir, "alice@example.com", HASH_B, NULL), 0);
+    assert_int_equal(put(f->dir, "alice@example.com", HASH_B, NULL), 0);
     assert_int_equal(userdb_lookup(f->dir, "alice@example.com", &e), 1);
     assert_string_equal(e.hash, HASH_B);
     userdb_entry_free(&e);
@@ -214,7 +235,7 @@ static void test_canonical_lowercase(void **state)
     struct fixture *f = *state;
     struct userdb_entry e;
 
-    assert_int_equal(userdb_put(f->dir, "Alice@Example.COM", HASH_A, NULL), 0);
+    assert_int_equal(put(f->dir, "Alice@Example.COM", HASH_A, NULL), 0);
     assert_int_equal(userdb_lookup(f->dir, "ALICE@EXAMPLE.COM", &e), 1);
     assert_string_equal(e.address, "alice@example.com");
     userdb_entry_free(&e);
@@ -222,7 +243,7 @@ static void test_canonical_lowercase(void **state)
     userdb_entry_free(&e);
 
     /* a second put with other case replaces, does not add */
-    assert_int_equal(userdb_put(f->dir, "ALICE@example.com", HASH_B, NULL), 0);
+    assert_int_equal(put(f->dir, "ALICE@example.com", HASH_B, NULL), 0);
     char *content = slurp(f->users);
     assert_string_equal(content, "alice@example.com:" HASH_B "\n");
     free(content);
@@ -274,9 +295,9 @@ static void test_preserves_other_lines(void **state)
     assert_string_equal(e.hash, HASH_B);
     userdb_entry_free(&e);
 
-    assert_int_equal(userdb_put(f->dir, "alice@example.com", HASH_B, "new"), 0);
+    assert_int_equal(put(f->dir, "alice@example.com", HASH_B, "new"), 0);
     assert_int_equal(userdb_del(f->dir, "dave@example.com"), 0);
-    assert_int_equal(userdb_put(f->dir, "carol@example.com", HASH_A, NULL), 0);
+    assert_int_equal(put(f->dir, "carol@example.com", HASH_A, NULL), 0);
 
     char *content = slurp(f->users);
     assert_string_equal(content, after);
@@ -294,7 +315,7 @@ static void test_apop_secret_round_trip(void **state)
     struct userdb_entry e;
     static const char secret[] = "s3:cr et: with  spaces =";
 
-    assert_int_equal(userdb_put(f->dir, "alice@example.com", HASH_A, secret), 0);
+    assert_int_equal(put(f->dir, "alice@example.com", HASH_A, secret), 0);
     assert_int_equal(userdb_lookup(f->dir, "alice@example.com", &e), 1);
     assert_string_equal(e.apop_secret, secret);
     assert_string_equal(e.hash, HASH_A);
@@ -309,17 +330,151 @@ static void test_apop_secret_round_trip(void **state)
     /* every base64 padding length, and 8-bit bytes */
     static const char *secrets[] = { "a", "ab", "abc", "abcd", "\xc3\xa9t\xc3\xa9" };
     for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
-        assert_int_equal(userdb_put(f->dir, "alice@example.com", HASH_A, secrets[i]), 0);
+        assert_int_equal(put(f->dir, "alice@example.com", HASH_A, secrets[i]), 0);
         assert_int_equal(userdb_lookup(f->dir, "alice@example.com", &e), 1);
         assert_string_equal(e.apop_secret, secrets[i]);
         userdb_entry_free(&e);
     }
 
     /* put without a secret removes it */
-    assert_int_equal(userdb_put(f->dir, "alice@example.com", HASH_A, NULL), 0);
+    assert_int_equal(put(f->dir, "alice@example.com", HASH_A, NULL), 0);
     assert_int_equal(userdb_lookup(f->dir, "alice@example.com", &e), 1);
     assert_null(e.apop_secret);
     userdb_entry_free(&e);
+}
+
+/* ---- SCRAM credentials ------------------------------------------------- */
+
+static void test_scram_round_trip(void **state)
+{
+    struct fixture *f = *state;
+    struct userdb_entry e;
+
+    assert_int_equal(put_all(f->dir, "alice@example.com", HASH_A, NULL, SCRAM1,
+                             SCRAM256), 0);
+    assert_int_equal(userdb_lookup(f->dir, "alice@example.com", &e), 1);
+    assert_string_equal(e.hash, HASH_A);
+    assert_null(e.apop_secret);
+    assert_string_equal(e.scram_sha1, SCRAM1);
+    assert_string_equal(e.scram_sha256, SCRAM256);
+    userdb_entry_free(&e);
+    char *content = slurp(f->users);
+    assert_string_equal(content, "alice@example.com:" HASH_A ":::::: "
+                        "scram-sha-1=" SCRAM1 " scram-sha-256=" SCRAM256 "\n");
+    free(content);
+
+    /* with an APOP secret, and only one of the two */
+    assert_int_equal(put_all(f->dir, "alice@example.com", HASH_B, "old", NULL,
+                             SCRAM256), 0);
+    assert_int_equal(userdb_lookup(f->dir, "alice@example.com", &e), 1);
+    assert_string_equal(e.apop_secret, "old");
+    assert_null(e.scram_sha1);
+    assert_string_equal(e.scram_sha256, SCRAM256);
+    userdb_entry_free(&e);
+    content = slurp(f->users);
+    assert_string_equal(content, "alice@example.com:" HASH_B ":::::: apop=b2xk "
+                        "scram-sha-256=" SCRAM256 "\n");
+    free(content);
+
+    /* a put without them removes them, and the line is as before */
+    assert_int_equal(put(f->dir, "alice@example.com", HASH_A, NULL), 0);
+    assert_int_equal(userdb_lookup(f->dir, "alice@example.com", &e), 1);
+    assert_null(e.apop_secret);
+    assert_null(e.scram_sha1);
+    assert_null(e.scram_sha256);
+    userdb_entry_free(&e);
+    content = slurp(f->users);
+    assert_string_equal(content, "alice@example.com:" HASH_A "\n");
+    free(content);
+}
+
+static void test_scram_replaced_other_extras_kept(void **state)
+{
+    struct fixture *f = *state;
+    struct userdb_entry e;
+
+    spew(f->users, "alice@example.com:" HASH_A ":1000::::: userdb_mail=x "
+                   "scram-sha-256=" SCRAM256 " apop=b2xk nopassword "
+                   "scram-sha-1=" SCRAM1 "\n");
+    assert_int_equal(put_all(f->dir, "alice@example.com", HASH_B, NULL, SCRAM1,
+                             NULL), 0);
+    char *content = slurp(f->users);
+    assert_string_equal(content, "alice@example.com:" HASH_B ":1000::::: "
+                        "userdb_mail=x nopassword scram-sha-1=" SCRAM1 "\n");
+    free(content);
+    assert_int_equal(userdb_lookup(f->dir, "alice@example.com", &e), 1);
+    assert_string_equal(e.scram_sha1, SCRAM1);
+    assert_null(e.scram_sha256);
+    userdb_entry_free(&e);
+}
+
+static void test_line_with_apop_and_scram(void **state)
+{
+    struct fixture *f = *state;
+    struct userdb_entry e;
+
+    spew(f->users,
+         "alice@example.com:" HASH_A ":::::: apop=b2xk scram-sha-1=" SCRAM1
+         " scram-sha-256=" SCRAM256 "\n"
+         /* other order, tabs, unknown pairs */
+         "bob@example.com:" HASH_B ":::::: scram-sha-256=" SCRAM256
+         "\tuserdb_x=1 scram-sha-1=" SCRAM1 "  apop=bmV3\r\n");
+    assert_int_equal(userdb_lookup(f->dir, "alice@example.com", &e), 1);
+    assert_string_equal(e.hash, HASH_A);
+    assert_string_equal(e.apop_secret, "old");
+    assert_string_equal(e.scram_sha1, SCRAM1);
+    assert_string_equal(e.scram_sha256, SCRAM256);
+    userdb_entry_free(&e);
+    assert_int_equal(userdb_lookup(f->dir, "bob@example.com", &e), 1);
+    assert_string_equal(e.hash, HASH_B);
+    assert_string_equal(e.apop_secret, "new");
+    assert_string_equal(e.scram_sha1, SCRAM1);
+    assert_string_equal(e.scram_sha256, SCRAM256);
+    userdb_entry_free(&e);
+    assert_true(userdb_has_apop(f->dir));
+}
+
+static void test_hash_only_lines(void **state)
+{
+    struct fixture *f = *state;
+    struct userdb_entry e;
+
+    spew(f->users,
+         "alice@example.com:" HASH_A "\n"
+         "bob@example.com:" HASH_B ":1000:1000:Bob:/home/bob:/bin/sh\n"
+         /* malformed or mismatched credentials count as none */
+         "carol@example.com:" HASH_A ":::::: scram-sha-1=" SCRAM256
+         " scram-sha-256=4096,x,y,z scram-sha-1=\n");
+    static const char *users[] = { "alice@example.com", "bob@example.com",
+                                   "carol@example.com" };
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(userdb_lookup(f->dir, users[i], &e), 1);
+        assert_string_equal(e.hash, i == 1 ? HASH_B : HASH_A);
+        assert_null(e.apop_secret);
+        assert_null(e.scram_sha1);
+        assert_null(e.scram_sha256);
+        userdb_entry_free(&e);
+    }
+    assert_false(userdb_has_apop(f->dir));
+}
+
+static void test_scram_invalid_rejected(void **state)
+{
+    struct fixture *f = *state;
+
+    errno = 0;
+    assert_int_equal(put_all(f->dir, "x@example.com", HASH_A, NULL, SCRAM256,
+                             NULL), -1);            /* SHA-256 keys as SHA-1 */
+    assert_int_equal(errno, EINVAL);
+    assert_int_equal(put_all(f->dir, "x@example.com", HASH_A, NULL, NULL,
+                             SCRAM1), -1);
+    assert_int_equal(put_all(f->dir, "x@example.com", HASH_A, NULL,
+                             SCRAM1 " apop=eA==", NULL), -1);
+    assert_int_equal(put_all(f->dir, "x@example.com", HASH_A, NULL, "", NULL), -1);
+    assert_int_equal(put_all(f->dir, "x@example.com", NULL, NULL, SCRAM1,
+                             SCRAM256), -1);
+    assert_int_equal(userdb_put(f->dir, "x@example.com", NULL), -1);
+    assert_int_equal(access(f->users, F_OK), -1);
 }
 
 static void test_reload_after_outside_rewrite(void **state)
@@ -327,7 +482,7 @@ static void test_reload_after_outside_rewrite(void **state)
     struct fixture *f = *state;
     struct userdb_entry e;
 
-    assert_int_equal(userdb_put(f->dir, "alice@example.com", HASH_A, NULL), 0);
+    assert_int_equal(put(f->dir, "alice@example.com", HASH_A, NULL), 0);
     assert_int_equal(userdb_lookup(f->dir, "alice@example.com", &e), 1);
     userdb_entry_free(&e);
 
@@ -361,15 +516,15 @@ static void test_invalid_input_rejected(void **state)
     struct userdb_entry e;
 
     errno = 0;
-    assert_int_equal(userdb_put(f->dir, "no-at-sign", HASH_A, NULL), -1);
+    assert_int_equal(put(f->dir, "no-at-sign", HASH_A, NULL), -1);
     assert_int_equal(errno, EINVAL);
-    assert_int_equal(userdb_put(f->dir, "a:b@example.com", HASH_A, NULL), -1);
-    assert_int_equal(userdb_put(f->dir, "../../etc@example.com", HASH_A, NULL), -1);
-    assert_int_equal(userdb_put(f->dir, "x@example.com", "bad:hash", NULL), -1);
-    assert_int_equal(userdb_put(f->dir, "x@example.com", "bad\nhash", NULL), -1);
-    assert_int_equal(userdb_put(f->dir, "x@example.com", "", NULL), -1);
-    assert_int_equal(userdb_put(f->dir, "x@example.com", "{PLAIN}secret", NULL), -1);
-    assert_int_equal(userdb_put(f->dir, "x@example.com", HASH_A, ""), -1);
+    assert_int_equal(put(f->dir, "a:b@example.com", HASH_A, NULL), -1);
+    assert_int_equal(put(f->dir, "../../etc@example.com", HASH_A, NULL), -1);
+    assert_int_equal(put(f->dir, "x@example.com", "bad:hash", NULL), -1);
+    assert_int_equal(put(f->dir, "x@example.com", "bad\nhash", NULL), -1);
+    assert_int_equal(put(f->dir, "x@example.com", "", NULL), -1);
+    assert_int_equal(put(f->dir, "x@example.com", "{PLAIN}secret", NULL), -1);
+    assert_int_equal(put(f->dir, "x@example.com", HASH_A, ""), -1);
     assert_int_equal(userdb_del(f->dir, "not an address"), -1);
     assert_int_equal(userdb_lookup(f->dir, "not an address", &e), 0);
     /* nothing was written */
@@ -386,7 +541,7 @@ static void test_file_mode_and_no_plaintext(void **state)
     join(dir, f->dir, "new/data");
     join(users, dir, "users");
     assert_true(password_hash("hunter2-plaintext", hash, sizeof hash));
-    assert_int_equal(userdb_put(dir, "alice@example.com", hash, NULL), 0);
+    assert_int_equal(put(dir, "alice@example.com", hash, NULL), 0);
     assert_int_equal(stat(dir, &st), 0);
     assert_int_equal(st.st_mode & 07777, 0700);
     assert_int_equal(stat(users, &st), 0);
@@ -404,7 +559,7 @@ static void test_file_mode_and_no_plaintext(void **state)
     spew(users, "stale");
     assert_int_equal(chmod(users, 0644), 0);
     join(users, dir, "users");
-    assert_int_equal(userdb_put(dir, "bob@example.com", HASH_B, NULL), 0);
+    assert_int_equal(put(dir, "bob@example.com", HASH_B, NULL), 0);
     assert_int_equal(stat(users, &st), 0);
     assert_int_equal(st.st_mode & 07777, 0600);
     /* no temporary file left behind */
@@ -421,7 +576,7 @@ static void test_unreadable_is_error(void **state)
     assert_int_equal(mkdir(f->users, 0700), 0);
     assert_int_equal(userdb_lookup(f->dir, "alice@example.com", &e), -1);
     assert_int_equal(userdb_list(f->dir, collect, list), -1);
-    assert_int_equal(userdb_put(f->dir, "alice@example.com", HASH_A, NULL), -1);
+    assert_int_equal(put(f->dir, "alice@example.com", HASH_A, NULL), -1);
 }
 
 static void test_many_users(void **state)
@@ -443,7 +598,7 @@ static void test_many_users(void **state)
         userdb_entry_free(&e);
     }
     assert_int_equal(userdb_lookup(f->dir, "user20000@example.com", &e), 0);
-    assert_int_equal(userdb_put(f->dir, "user19999@example.com", HASH_B, NULL), 0);
+    assert_int_equal(put(f->dir, "user19999@example.com", HASH_B, NULL), 0);
     assert_int_equal(userdb_lookup(f->dir, "user19999@example.com", &e), 1);
     assert_string_equal(e.hash, HASH_B);
     userdb_entry_free(&e);
@@ -477,14 +632,14 @@ static void test_concurrent_lookups_and_writes(void **state)
     pthread_t t[4];
     char addr[64];
 
-    assert_int_equal(userdb_put(f->dir, "alice@example.com", HASH_A, NULL), 0);
+    assert_int_equal(put(f->dir, "alice@example.com", HASH_A, NULL), 0);
     for (int i = 0; i < 4; i++) {
         r[i] = (struct reader){ .dir = f->dir };
         assert_int_equal(pthread_create(&t[i], NULL, reader_main, &r[i]), 0);
     }
     for (int i = 0; i < 30; i++) {
         snprintf(addr, sizeof addr, "user%d@example.com", i);
-        assert_int_equal(userdb_put(f->dir, addr, HASH_B, "apop"), 0);
+        assert_int_equal(put(f->dir, addr, HASH_B, "apop"), 0);
     }
     for (int i = 0; i < 4; i++) {
         pthread_join(t[i], NULL);
@@ -507,6 +662,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_canonical_lowercase, setup, teardown),
         cmocka_unit_test_setup_teardown(test_preserves_other_lines, setup, teardown),
         cmocka_unit_test_setup_teardown(test_apop_secret_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scram_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scram_replaced_other_extras_kept, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_line_with_apop_and_scram, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hash_only_lines, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scram_invalid_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reload_after_outside_rewrite, setup, teardown),
         cmocka_unit_test_setup_teardown(test_invalid_input_rejected, setup, teardown),
         cmocka_unit_test_setup_teardown(test_file_mode_and_no_plaintext, setup, teardown),
