@@ -12,7 +12,7 @@ PREFIX  ?= /usr/local
 BUILD   ?= build
 VERSION := $(shell cat VERSION)
 PKGS    := libevent_openssl libevent_pthreads libevent inih libargon2 openssl \
-           libgsasl libjwt jansson
+           krb5-gssapi libgsasl libjwt jansson
 
 # CFLAGS/LDFLAGS are the user's (optimisation, sanitizers); the project's
 # own flags are in POBOX_CFLAGS so a command-line CFLAGS cannot drop them.

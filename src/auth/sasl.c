@@ -1,6 +1,6 @@
 /* sasl.c — the SASL service both protocols use: the mechanism table, which
  * mechanisms a connection may use, and the step loop around GNU SASL
- * (sasl_gsasl.c) and pobox's OAuth mechanisms (bearer.c): base64 in and
+ * (sasl_gsasl.c), Kerberos (gssapi.c) and OAuth (bearer.c): base64 in and
  * out, success data, and one verdict per exchange through auth/auth.h. */
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -9,10 +9,12 @@
 #include <strings.h>
 
 #include "auth/bearer.h"
+#include "auth/gssapi.h"
 #include "auth/oauth.h"
 #include "auth/sasl_impl.h"
 #include "core/base64.h"
 #include "core/config.h"
+#include "core/strutil.h"
 
 #define SASL_MAX_STEPS 16   /* no mechanism needs more round trips */
 
@@ -86,7 +88,7 @@ static bool usable(const struct config *cfg, const struct sasl_conn_info *ci,
         return false;
     if ((m->flags & MECH_OAUTH) && !*cfg->oauth_jwks)
         return false;
-    return (m->flags & MECH_BEARER) || sasl_gsasl_supports(m->name);
+    return (m->flags & (MECH_BEARER | MECH_KERBEROS)) || sasl_gsasl_supports(m->name);
 }
 
 static bool tls_rule_ok(const struct config *cfg, const struct sasl_conn_info *ci,
@@ -152,11 +154,15 @@ struct sasl_session *sasl_start(const struct config *cfg,
     ss->cfg = cfg;
     ss->mech = m;
     copy_conn_info(ss, ci);
-    bool ok = (m->flags & MECH_BEARER)
-                  ? (ss->bearer = bearer_new(strcmp(m->name, "XOAUTH2") == 0
-                                                 ? BEARER_XOAUTH2
-                                                 : BEARER_OAUTHBEARER)) != NULL
-                  : sasl_gsasl_start(ss);
+    bool ok;
+    if (m->flags & MECH_BEARER)
+        ok = (ss->bearer = bearer_new(strcmp(m->name, "XOAUTH2") == 0
+                                          ? BEARER_XOAUTH2
+                                          : BEARER_OAUTHBEARER)) != NULL;
+    else if (m->flags & MECH_KERBEROS)
+        ok = (ss->gssapi = gssapi_new(ss->service, cfg->hostname)) != NULL;
+    else
+        ok = sasl_gsasl_start(ss);
     if (!ok) {
         sasl_free(ss);
         *rc = SASL_START_TEMPFAIL;
@@ -265,7 +271,20 @@ static enum sasl_step_rc step_gsasl(struct sasl_session *ss, const char *in,
     return r;
 }
 
-/* ---- OAUTHBEARER and XOAUTH2 ------------------------------------------ */
+/* ---- pobox's own mechanisms: OAuth and Kerberos ------------------------ */
+
+/* An identity the mechanism proved: the verdict of the whole exchange. */
+static enum sasl_step_rc identity_verdict(struct sasl_session *ss,
+                                          const char *identity,
+                                          const char *authzid,
+                                          struct auth_outcome *out)
+{
+    snprintf(ss->authid, sizeof ss->authid, "%s", identity);
+    auth_check_identity(ss->cfg, ss->ip, identity, authzid, out);
+    ss->phase = PHASE_DONE;
+    return out->result == AUTH_OK ? SASL_SUCCESS
+           : out->result == AUTH_TEMPFAIL ? SASL_TEMPFAIL : SASL_FAILURE;
+}
 
 static enum sasl_step_rc step_bearer(struct sasl_session *ss, const char *in,
                                      size_t inlen, char **out_b64,
@@ -282,11 +301,7 @@ static enum sasl_step_rc step_bearer(struct sasl_session *ss, const char *in,
                                     sizeof authzid, &reason);
     enum sasl_step_rc r;
     if (rc == BEARER_OK) {
-        snprintf(ss->authid, sizeof ss->authid, "%s", identity);
-        auth_check_identity(ss->cfg, ss->ip, identity, authzid, out);
-        ss->phase = PHASE_DONE;
-        r = out->result == AUTH_OK ? SASL_SUCCESS
-            : out->result == AUTH_TEMPFAIL ? SASL_TEMPFAIL : SASL_FAILURE;
+        r = identity_verdict(ss, identity, authzid, out);
     } else if (rc == BEARER_CHALLENGE) {
         ss->phase = PHASE_REFUSED;
         ss->fail_reason = reason;
@@ -295,6 +310,39 @@ static enum sasl_step_rc step_bearer(struct sasl_session *ss, const char *in,
         r = tempfail(ss, reason, out);
     } else {
         r = fail(ss, reason, out);
+    }
+    free(o);
+    return r;
+}
+
+/* Kerberos: principal alice@EXAMPLE.ORG is user alice@example.org;
+ * principals with an instance (alice/admin@...) are not mail users. */
+static enum sasl_step_rc step_gssapi(struct sasl_session *ss, const char *in,
+                                     size_t inlen, char **out_b64,
+                                     struct auth_outcome *out)
+{
+    if (!ss->started && !in)
+        return challenge(ss, "", 0, out_b64, out);   /* ask for the token */
+    char principal[AUTH_USER_MAX], authzid[AUTH_USER_MAX];
+    char *o = NULL;
+    size_t olen = 0;
+    const char *reason = "gssapi";
+    enum gssapi_rc rc = gssapi_step(ss->gssapi, in ? in : "", inlen, &o, &olen,
+                                    principal, sizeof principal, authzid,
+                                    sizeof authzid, &reason);
+    enum sasl_step_rc r;
+    if (rc == GSSAPI_CONTINUE) {
+        r = challenge(ss, o, olen, out_b64, out);
+    } else if (rc == GSSAPI_FAIL) {
+        r = fail(ss, reason, out);
+    } else {
+        str_lower(principal);
+        if (strchr(principal, '/')) {
+            snprintf(ss->authid, sizeof ss->authid, "%s", principal);
+            r = fail(ss, "principal is not a user", out);
+        } else {
+            r = identity_verdict(ss, principal, authzid, out);
+        }
     }
     free(o);
     return r;
@@ -335,6 +383,8 @@ enum sasl_step_rc sasl_step(struct sasl_session *ss, const char *in_b64,
         r = fail(ss, ss->fail_reason ? ss->fail_reason : "token refused", outcome);
     else if (ss->mech->flags & MECH_BEARER)
         r = step_bearer(ss, data, inlen, out_b64, outcome);
+    else if (ss->mech->flags & MECH_KERBEROS)
+        r = step_gssapi(ss, data, inlen, out_b64, outcome);
     else
         r = step_gsasl(ss, data, inlen, out_b64, outcome);
     ss->started = true;
@@ -360,7 +410,9 @@ void sasl_free(struct sasl_session *ss)
     if (!ss)
         return;
     sasl_gsasl_finish(ss);
-    bearer_free(ss->bearer);
+    if (ss->bearer)
+        bearer_free(ss->bearer);
+    gssapi_free(ss->gssapi);
     OPENSSL_cleanse(&ss->scram, sizeof ss->scram);
     free(ss);
 }

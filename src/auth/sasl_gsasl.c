@@ -1,5 +1,5 @@
 /* sasl_gsasl.c — the mechanisms GNU SASL serves (PLAIN, LOGIN, CRAM-MD5,
- * SCRAM-SHA-1/256 and their -PLUS forms, EXTERNAL, GSSAPI) and the callback
+ * SCRAM-SHA-1/256 and their -PLUS forms, EXTERNAL) and the callback
  * that feeds them pobox's users, secrets and connection facts. Every
  * verdict a callback reaches goes through auth/auth.h. */
 #include <openssl/crypto.h>
@@ -153,7 +153,7 @@ static int scram_property(struct sasl_session *ss, Gsasl_session *gs,
     }
 }
 
-/* ---- channel binding, EXTERNAL, GSSAPI -------------------------------- */
+/* ---- channel binding, EXTERNAL ---------------------------------------- */
 
 static int channel_binding(struct sasl_session *ss, Gsasl_session *gs,
                            const char *type, Gsasl_property p)
@@ -176,24 +176,6 @@ static int validate_external(struct sasl_session *ss, Gsasl_session *gs)
     }
     auth_check_identity(ss->cfg, ss->ip, ss->cert_identity,
                         prop(gs, GSASL_AUTHZID), &ss->outcome);
-    return decide(ss);
-}
-
-/* alice@EXAMPLE.ORG -> alice@example.org; principals with an instance
- * (alice/admin@...) are not mail users. */
-static int validate_gssapi(struct sasl_session *ss, Gsasl_session *gs)
-{
-    char name[AUTH_USER_MAX];
-    snprintf(name, sizeof name, "%s", prop(gs, GSASL_GSSAPI_DISPLAY_NAME));
-    str_lower(name);
-    note_authid(ss, name);
-    if (strchr(name, '/') || !strchr(name, '@')) {
-        auth_verdict(ss->cfg, ss->ip, name, false, "principal is not a user",
-                     &ss->outcome);
-        return decide(ss);
-    }
-    auth_check_identity(ss->cfg, ss->ip, name, prop(gs, GSASL_AUTHZID),
-                        &ss->outcome);
     return decide(ss);
 }
 
@@ -220,14 +202,6 @@ static int sasl_callback(Gsasl *ctx, Gsasl_session *gs, Gsasl_property p)
         return channel_binding(ss, gs, "tls-exporter", p);
     case GSASL_VALIDATE_EXTERNAL:
         return validate_external(ss, gs);
-    case GSASL_VALIDATE_GSSAPI:
-        return validate_gssapi(ss, gs);
-    case GSASL_SERVICE:
-        return set_prop(gs, p, ss->service);
-    case GSASL_HOSTNAME:
-        return set_prop(gs, p, ss->cfg->hostname);
-    case GSASL_QOPS:
-        return set_prop(gs, p, "qop-auth");
     default:
         return GSASL_NO_CALLBACK;
     }

@@ -1,6 +1,6 @@
 /* sasl_impl.h — the inside of a SASL session, shared by sasl.c (mechanism
- * table, availability, the step loop) and sasl_gsasl.c (GNU SASL and its
- * callbacks). Not a public interface. */
+ * table, availability, the step loop, pobox's own mechanisms) and
+ * sasl_gsasl.c (GNU SASL and its callbacks). Not a public interface. */
 #ifndef POBOX_SASL_IMPL_H
 #define POBOX_SASL_IMPL_H
 
@@ -15,10 +15,10 @@ enum sasl_flag {
     MECH_PLAINTEXT = 1 << 0,    /* sends a reusable secret: TLS unless allowed */
     MECH_PLUS = 1 << 1,         /* needs channel binding */
     MECH_CERT = 1 << 2,         /* needs a verified client certificate */
-    MECH_KERBEROS = 1 << 3,     /* needs auth.keytab */
+    MECH_KERBEROS = 1 << 3,     /* needs auth.keytab; auth/gssapi.h */
     MECH_OAUTH = 1 << 4,        /* needs auth.oauth_jwks */
     MECH_SERVER_FIRST = 1 << 5, /* no initial response (CRAM-MD5) */
-    MECH_BEARER = 1 << 6,       /* pobox's own (auth/bearer.h), not GNU SASL */
+    MECH_BEARER = 1 << 6,       /* auth/bearer.h */
 };
 
 struct sasl_mech {
@@ -49,6 +49,7 @@ struct sasl_session {
 
     Gsasl_session *gs;
     struct bearer_state *bearer;
+    struct gssapi_state *gssapi;
 
     /* Set by a callback that reached a verdict inside gsasl_step. */
     bool decided;
