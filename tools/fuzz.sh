@@ -96,5 +96,8 @@ fi
 fuzz pop3_parse 300 src/pop3/parse.c
 # shellcheck disable=SC2086 # LIBEVENT is a word list
 fuzz mailstream 4096 src/core/mailstream.c $LIBEVENT
+# shellcheck disable=SC2046 # pkg-config prints a word list
+fuzz bearer 4096 src/auth/bearer.c src/auth/oauth.c \
+    $(pkg-config --cflags --libs libjwt jansson openssl) -pthread
 
 [ "$failures" -eq 0 ]
