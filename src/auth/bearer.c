@@ -351,3 +351,12 @@ enum bearer_rc bearer_step(struct bearer_state *st, const struct config *cfg,
     }
     return rc;
 }
+
+enum bearer_rc bearer_refuse(struct bearer_state *st, char **out, size_t *outlen,
+                             const char **reason)
+{
+    *out = NULL;
+    *outlen = 0;
+    st->phase = BEARER_CHALLENGED;
+    return bearer_challenge(st->kind, out, outlen, reason);
+}

@@ -35,4 +35,11 @@ enum bearer_rc bearer_step(struct bearer_state *st, const struct config *cfg,
                            size_t *outlen, char *identity, size_t idsz,
                            char *authzid, size_t azsz, const char **reason);
 
+/* After BEARER_OK, when the token's user may not log in after all (no such
+ * user, authzid of someone else): the same error challenge as for a refused
+ * token, so the client sees one failure path (RFC 7628 section 3.2.2).
+ * BEARER_CHALLENGE, or BEARER_TEMPFAIL when out of memory. */
+enum bearer_rc bearer_refuse(struct bearer_state *st, char **out, size_t *outlen,
+                             const char **reason);
+
 #endif

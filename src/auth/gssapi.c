@@ -6,10 +6,12 @@
 #include "auth/gssapi.h"
 
 #include <gssapi/gssapi.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define LAYER_NONE 0x01     /* RFC 4752 section 3.3: no security layer */
 
@@ -18,7 +20,6 @@ enum gssapi_phase { PH_CONTEXT, PH_TOKEN_SENT, PH_LAYER_SENT, PH_DONE };
 struct gssapi_state {
     char target[512];           /* "service@hostname" */
     enum gssapi_phase phase;
-    gss_cred_id_t cred;
     gss_ctx_id_t ctx;
     gss_name_t client;
 };
@@ -29,7 +30,6 @@ struct gssapi_state *gssapi_new(const char *service, const char *hostname)
     if (!st)
         return NULL;
     snprintf(st->target, sizeof st->target, "%s@%s", service, hostname);
-    st->cred = GSS_C_NO_CREDENTIAL;
     st->ctx = GSS_C_NO_CONTEXT;
     st->client = GSS_C_NO_NAME;
     return st;
@@ -42,8 +42,6 @@ void gssapi_free(struct gssapi_state *st)
         return;
     if (st->ctx != GSS_C_NO_CONTEXT)
         gss_delete_sec_context(&min, &st->ctx, GSS_C_NO_BUFFER);
-    if (st->cred != GSS_C_NO_CREDENTIAL)
-        gss_release_cred(&min, &st->cred);
     if (st->client != GSS_C_NO_NAME)
         gss_release_name(&min, &st->client);
     free(st);
@@ -80,18 +78,79 @@ static bool take_buffer(gss_buffer_desc *b, char **out, size_t *outlen)
     return ok;
 }
 
-static bool acquire_cred(struct gssapi_state *st)
+/* Acceptor credentials, one per target for the life of the process:
+ * acquiring costs a keytab read, and MIT krb5 leaks memory on every failed
+ * gss_acquire_cred (a missing keytab), so a failure is retried at most every
+ * RETRY_SECONDS. MIT credentials may be shared by threads. */
+#define CRED_SLOTS 8
+#define RETRY_SECONDS 30
+
+struct cred_slot {
+    char target[512];
+    gss_cred_id_t cred;
+    time_t failed_at;
+};
+
+static pthread_mutex_t g_cred_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct cred_slot g_creds[CRED_SLOTS];
+
+static gss_cred_id_t acquire(const char *target)
 {
     OM_uint32 maj, min;
     gss_name_t name = GSS_C_NO_NAME;
-    gss_buffer_desc tb = {strlen(st->target), st->target};
+    gss_cred_id_t cred = GSS_C_NO_CREDENTIAL;
+    gss_buffer_desc tb = {strlen(target), (void *)target};
     maj = gss_import_name(&min, &tb, GSS_C_NT_HOSTBASED_SERVICE, &name);
     if (GSS_ERROR(maj))
-        return false;
+        return GSS_C_NO_CREDENTIAL;
     maj = gss_acquire_cred(&min, name, GSS_C_INDEFINITE, GSS_C_NO_OID_SET,
-                           GSS_C_ACCEPT, &st->cred, NULL, NULL);
+                           GSS_C_ACCEPT, &cred, NULL, NULL);
     gss_release_name(&min, &name);
-    return !GSS_ERROR(maj);
+    return GSS_ERROR(maj) ? GSS_C_NO_CREDENTIAL : cred;
+}
+
+static struct cred_slot *cred_slot(const char *target)
+{
+    struct cred_slot *free_slot = NULL;
+    for (size_t i = 0; i < CRED_SLOTS; i++) {
+        if (strcmp(g_creds[i].target, target) == 0)
+            return &g_creds[i];
+        if (!free_slot && !g_creds[i].target[0])
+            free_slot = &g_creds[i];
+    }
+    if (free_slot)
+        snprintf(free_slot->target, sizeof free_slot->target, "%s", target);
+    return free_slot;
+}
+
+static gss_cred_id_t shared_cred(const char *target)
+{
+    pthread_mutex_lock(&g_cred_lock);
+    struct cred_slot *slot = cred_slot(target);
+    gss_cred_id_t cred = GSS_C_NO_CREDENTIAL;
+    if (slot) {
+        time_t now = time(NULL);
+        if (slot->cred == GSS_C_NO_CREDENTIAL &&
+            (!slot->failed_at || now - slot->failed_at >= RETRY_SECONDS)) {
+            slot->cred = acquire(target);
+            slot->failed_at = slot->cred == GSS_C_NO_CREDENTIAL ? now : 0;
+        }
+        cred = slot->cred;
+    }
+    pthread_mutex_unlock(&g_cred_lock);
+    return cred;
+}
+
+void gssapi_done(void)
+{
+    OM_uint32 min;
+    pthread_mutex_lock(&g_cred_lock);
+    for (size_t i = 0; i < CRED_SLOTS; i++) {
+        if (g_creds[i].cred != GSS_C_NO_CREDENTIAL)
+            gss_release_cred(&min, &g_creds[i].cred);
+        memset(&g_creds[i], 0, sizeof g_creds[i]);
+    }
+    pthread_mutex_unlock(&g_cred_lock);
 }
 
 /* The wrapped offer: no security layer, maximum message size 0. */
@@ -124,14 +183,15 @@ static enum gssapi_rc step_context(struct gssapi_state *st, const void *in,
         *reason = "empty gssapi token";
         return GSSAPI_FAIL;
     }
-    if (st->cred == GSS_C_NO_CREDENTIAL && !acquire_cred(st)) {
+    gss_cred_id_t cred = shared_cred(st->target);
+    if (cred == GSS_C_NO_CREDENTIAL) {
         *reason = "no acceptor credential (keytab)";
         return GSSAPI_FAIL;
     }
     gss_buffer_desc tok = {inlen, (void *)in}, reply = GSS_C_EMPTY_BUFFER;
     if (st->client != GSS_C_NO_NAME)
         gss_release_name(&min, &st->client);
-    maj = gss_accept_sec_context(&min, &st->ctx, st->cred, &tok,
+    maj = gss_accept_sec_context(&min, &st->ctx, cred, &tok,
                                  GSS_C_NO_CHANNEL_BINDINGS, &st->client, NULL,
                                  &reply, NULL, NULL, NULL);
     bool have_reply = reply.length > 0;

@@ -20,6 +20,8 @@ struct gssapi_state;
  * SERVICE/HOSTNAME@REALM). NULL when out of memory. */
 struct gssapi_state *gssapi_new(const char *service, const char *hostname);
 void gssapi_free(struct gssapi_state *st);
+/* Releases the process's acceptor credentials (at exit). */
+void gssapi_done(void);
 
 /* One step with the client's decoded token in[0..inlen). *out is malloc'd
  * (or NULL with *outlen 0). Blocking: Kerberos reads the keytab and the

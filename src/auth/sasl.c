@@ -19,13 +19,13 @@
 #define SASL_MAX_STEPS 16   /* no mechanism needs more round trips */
 
 static const struct sasl_mech MECHS[] = {
-    {"PLAIN", MECH_PLAINTEXT},
+    {"PLAIN", MECH_PLAINTEXT | MECH_NEEDS_DATA},
     {"LOGIN", MECH_PLAINTEXT},
-    {"CRAM-MD5", MECH_SERVER_FIRST},
-    {"SCRAM-SHA-1", 0},
-    {"SCRAM-SHA-1-PLUS", MECH_PLUS},
-    {"SCRAM-SHA-256", 0},
-    {"SCRAM-SHA-256-PLUS", MECH_PLUS},
+    {"CRAM-MD5", MECH_SERVER_FIRST | MECH_NEEDS_DATA},
+    {"SCRAM-SHA-1", MECH_NEEDS_DATA},
+    {"SCRAM-SHA-1-PLUS", MECH_PLUS | MECH_NEEDS_DATA},
+    {"SCRAM-SHA-256", MECH_NEEDS_DATA},
+    {"SCRAM-SHA-256-PLUS", MECH_PLUS | MECH_NEEDS_DATA},
     {"EXTERNAL", MECH_CERT},
     {"GSSAPI", MECH_KERBEROS},
     {"OAUTHBEARER", MECH_PLAINTEXT | MECH_OAUTH | MECH_BEARER},
@@ -54,6 +54,7 @@ int sasl_init(const struct config *cfg)
 void sasl_done(void)
 {
     sasl_gsasl_done();
+    gssapi_done();
     oauth_done();
 }
 
@@ -246,6 +247,8 @@ static enum sasl_step_rc step_gsasl(struct sasl_session *ss, const char *in,
 {
     char *o = NULL;
     size_t olen = 0;
+    if (in && inlen == 0 && (ss->mech->flags & MECH_NEEDS_DATA))
+        return fail(ss, "empty response", out);
     if (!ss->started && in && strcmp(ss->mech->name, "LOGIN") == 0 &&
         login_skip_prompt(ss) != GSASL_NEEDS_MORE)
         return fail(ss, "login prompt", out);
@@ -272,6 +275,15 @@ static enum sasl_step_rc step_gsasl(struct sasl_session *ss, const char *in,
 }
 
 /* ---- pobox's own mechanisms: OAuth and Kerberos ------------------------ */
+
+/* The OAuth error challenge: the exchange fails at the client's answer. */
+static enum sasl_step_rc refused(struct sasl_session *ss, const char *json,
+                                 size_t len, char **out_b64,
+                                 struct auth_outcome *out)
+{
+    ss->phase = PHASE_REFUSED;
+    return challenge(ss, json, len, out_b64, out);
+}
 
 /* An identity the mechanism proved: the verdict of the whole exchange. */
 static enum sasl_step_rc identity_verdict(struct sasl_session *ss,
@@ -302,10 +314,18 @@ static enum sasl_step_rc step_bearer(struct sasl_session *ss, const char *in,
     enum sasl_step_rc r;
     if (rc == BEARER_OK) {
         r = identity_verdict(ss, identity, authzid, out);
+        if (r == SASL_FAILURE) {
+            /* A good token for a user who may not log in: refuse it the
+             * RFC 7628 way too; the verdict stands for the next step. */
+            ss->outcome = *out;
+            ss->decided = true;
+            rc = bearer_refuse(ss->bearer, &o, &olen, &reason);
+            r = rc == BEARER_CHALLENGE ? refused(ss, o, olen, out_b64, out)
+                                       : tempfail(ss, reason, out);
+        }
     } else if (rc == BEARER_CHALLENGE) {
-        ss->phase = PHASE_REFUSED;
         ss->fail_reason = reason;
-        r = challenge(ss, o, olen, out_b64, out);
+        r = refused(ss, o, olen, out_b64, out);
     } else if (rc == BEARER_TEMPFAIL) {
         r = tempfail(ss, reason, out);
     } else {
@@ -368,7 +388,12 @@ enum sasl_step_rc sasl_step(struct sasl_session *ss, const char *in_b64,
     size_t inlen = 0;
     *out_b64 = NULL;
     memset(outcome, 0, sizeof *outcome);
-    if (ss->phase == PHASE_DONE || ++ss->steps > SASL_MAX_STEPS)
+    if (ss->phase == PHASE_DONE) {
+        outcome->result = AUTH_FAIL;
+        outcome->reason = "exchange over";
+        return SASL_FAILURE;
+    }
+    if (++ss->steps > SASL_MAX_STEPS)
         return fail(ss, "too many steps", outcome);
     if (in_b64 && strcmp(in_b64, "=") != 0 &&
         !base64_decode(in_b64, strlen(in_b64), &in, &inlen)) {
@@ -379,6 +404,8 @@ enum sasl_step_rc sasl_step(struct sasl_session *ss, const char *in_b64,
     enum sasl_step_rc r;
     if (ss->phase == PHASE_FINAL)
         r = step_final(ss, inlen, outcome);
+    else if (ss->phase == PHASE_REFUSED && ss->decided)
+        r = decided(ss, outcome);
     else if (ss->phase == PHASE_REFUSED)
         r = fail(ss, ss->fail_reason ? ss->fail_reason : "token refused", outcome);
     else if (ss->mech->flags & MECH_BEARER)

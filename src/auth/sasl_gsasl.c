@@ -92,12 +92,19 @@ static bool scram_sha256(const struct sasl_session *ss)
     return strncmp(ss->mech->name, "SCRAM-SHA-256", 13) == 0;
 }
 
+/* The salt an unknown user (or one without SCRAM keys) gets: the same for
+ * every spelling of the address and for -PLUS and plain, like a real one. */
 static void scram_fake(struct sasl_session *ss, const char *authid)
 {
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int maclen = 0;
-    char msg[AUTH_USER_MAX + 32];
-    int n = snprintf(msg, sizeof msg, "%s\n%s", ss->mech->name, authid);
+    char canon[AUTH_USER_MAX], msg[AUTH_USER_MAX + 32];
+    if (!userdb_canonical(authid, canon, sizeof canon)) {
+        snprintf(canon, sizeof canon, "%s", authid);
+        str_lower(canon);
+    }
+    int n = snprintf(msg, sizeof msg, "%s\n%s", scram_sha256(ss) ? "sha256" : "sha1",
+                     canon);
     HMAC(EVP_sha256(), g_fake_salt_key, sizeof g_fake_salt_key,
          (const unsigned char *)msg, n > 0 ? (size_t)n : 0, mac, &maclen);
     char *salt = base64_encode(mac, SCRAM_SALT_LEN);

@@ -19,6 +19,7 @@ enum sasl_flag {
     MECH_OAUTH = 1 << 4,        /* needs auth.oauth_jwks */
     MECH_SERVER_FIRST = 1 << 5, /* no initial response (CRAM-MD5) */
     MECH_BEARER = 1 << 6,       /* auth/bearer.h */
+    MECH_NEEDS_DATA = 1 << 7,   /* an empty client message is malformed */
 };
 
 struct sasl_mech {
