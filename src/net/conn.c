@@ -38,8 +38,10 @@ struct conn {
     unsigned idle_timeout, handshake_timeout;
     char ip[INET6_ADDRSTRLEN];
     unsigned port;
-    char *line;             /* line_cap + 1 bytes */
-    size_t line_cap;        /* the largest max_line so far */
+    char *line;             /* line_cap + 1 bytes, grown to the longest
+                               line seen (at most max_line) */
+    size_t line_cap;
+    size_t last_eol;        /* octets of the line end just delivered */
 
     bool is_tls;            /* TLS established */
     bool handshaking;
@@ -250,6 +252,18 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     conn_close(c, (what & BEV_EVENT_EOF) ? "eof" : "io_error");
 }
 
+#define LINE_START_CAP 256
+
+static bool grow_line(struct conn *c, size_t len)
+{
+    char *n = realloc(c->line, len + 1);
+    if (!n)
+        return false;
+    c->line = n;
+    c->line_cap = len;
+    return true;
+}
+
 /* Delivers complete lines while not paused. */
 static void process_input(struct conn *c)
 {
@@ -275,9 +289,14 @@ static void process_input(struct conn *c)
             c->ops->on_line_too_long(c->ctx);
             continue;
         }
+        if (len > c->line_cap && !grow_line(c, len)) {
+            conn_close(c, "oom");
+            break;
+        }
         evbuffer_remove(in, c->line, len);
         evbuffer_drain(in, eol_len);
         c->line[len] = '\0';
+        c->last_eol = eol_len;
         c->ops->on_line(c->ctx, c->line, len);
     }
     c->in_callback--;
@@ -302,8 +321,8 @@ struct conn *conn_new(const struct conn_params *p)
     c->max_line = p->max_line;
     c->idle_timeout = p->idle_timeout;
     c->handshake_timeout = p->handshake_timeout;
-    c->line = malloc(p->max_line + 1);
-    c->line_cap = p->max_line;
+    c->line_cap = p->max_line < LINE_START_CAP ? p->max_line : LINE_START_CAP;
+    c->line = malloc(c->line_cap + 1);
     if (p->addr->sa_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const void *)p->addr;
         inet_ntop(AF_INET6, &a->sin6_addr, c->ip, sizeof(c->ip));
@@ -457,17 +476,14 @@ SSL *conn_ssl(const struct conn *c)
     return c->is_tls && c->bev ? bufferevent_openssl_get_ssl(c->bev) : NULL;
 }
 
-bool conn_set_max_line(struct conn *c, size_t max_line)
+void conn_set_max_line(struct conn *c, size_t max_line)
 {
-    if (max_line > c->line_cap) {
-        char *n = realloc(c->line, max_line + 1);
-        if (!n)
-            return false;
-        c->line = n;
-        c->line_cap = max_line;
-    }
     c->max_line = max_line;
-    return true;
+}
+
+size_t conn_last_eol(const struct conn *c)
+{
+    return c->last_eol;
 }
 
 bool conn_tls_available(const struct conn *c)

@@ -86,8 +86,11 @@ bool conn_is_tls(const struct conn *c);
  * the client certificate; use it on the connection's loop only). */
 SSL *conn_ssl(const struct conn *c);
 /* Changes the longest line accepted (including the line end), e.g. for the
- * long responses of a SASL exchange. false when out of memory. */
-bool conn_set_max_line(struct conn *c, size_t max_line);
+ * long responses of a SASL exchange. The line buffer grows only as long
+ * lines actually arrive. */
+void conn_set_max_line(struct conn *c, size_t max_line);
+/* Octets of the line end (1 or 2) of the line on_line just received. */
+size_t conn_last_eol(const struct conn *c);
 bool conn_tls_available(const struct conn *c);  /* a TLS context exists */
 const char *conn_ip(const struct conn *c);
 unsigned conn_port(const struct conn *c);

@@ -53,8 +53,6 @@ void pop3_auth_end(struct pop3_session *s)
         return;
     sasl_free(s->sasl);
     s->sasl = NULL;
-    if (s->conn)
-        conn_set_max_line(s->conn, POP3_MAX_LINE);
 }
 
 static void log_end(struct pop3_session *s, const char *result)
@@ -176,27 +174,39 @@ static void start_failed(struct pop3_session *s, enum sasl_start_rc rc)
     }
 }
 
-void pop3_auth_command(struct pop3_session *s, const struct pop3_cmdline *cmd)
+/* AUTH MECH [RESPONSE]: starts the exchange with the first step. */
+static void auth_start(struct pop3_session *s, const char *mech,
+                       const char *initial)
 {
-    if (cmd->argc == 0) {
-        list_mechanisms(s);
-        return;
-    }
     struct sasl_conn_info ci;
     char cert[AUTH_USER_MAX];
     enum sasl_start_rc rc;
     conn_info(s, &ci, cert, sizeof cert);
-    s->sasl = sasl_start(s->cfg, &ci, cmd->argv[0], cmd->argc > 1, &rc);
+    s->sasl = sasl_start(s->cfg, &ci, mech, initial != NULL, &rc);
     if (!s->sasl) {
         start_failed(s, rc);
         return;
     }
-    if (!conn_set_max_line(s->conn, SASL_MAX_RESPONSE + 2)) {
-        pop3_auth_end(s);
-        pop3_reply(s, "-ERR [SYS/TEMP] Out of memory");
+    submit_step(s, initial);
+}
+
+void pop3_auth_command(struct pop3_session *s, const struct pop3_cmdline *cmd)
+{
+    if (cmd->argc == 0)
+        list_mechanisms(s);
+    else
+        auth_start(s, cmd->argv[0], cmd->argc > 1 ? cmd->argv[1] : NULL);
+}
+
+void pop3_auth_long_command(struct pop3_session *s, char *line, size_t len)
+{
+    char *mech = line + 5, *sp = memchr(mech, ' ', len - 5);
+    if (!sp || sp == mech || memchr(line, '\0', len) || strchr(sp + 1, ' ')) {
+        pop3_reply_bad(s, "-ERR AUTH: expected AUTH mechanism initial-response");
         return;
     }
-    submit_step(s, cmd->argc > 1 ? cmd->argv[1] : NULL);
+    *sp = '\0';
+    auth_start(s, mech, sp + 1);
 }
 
 void pop3_auth_line(struct pop3_session *s, const char *line, size_t len)

@@ -67,6 +67,7 @@ static void enter_transaction(struct pop3_session *s, struct pop3_login *l)
         s->total_octets += store_size(s->mb, i);
     snprintf(s->authed, sizeof(s->authed), "%s", l->out.user);
     s->state = POP3_TRANSACTION;
+    conn_set_max_line(s->conn, POP3_MAX_LINE);
     log_login(s, l, "ok", "-");
     pop3_reply(s, "+OK Logged in: %zu messages (%llu octets)", s->count,
                (unsigned long long)s->total_octets);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -187,7 +188,7 @@ void pop3_accept(struct server *srv, struct loop *loop, int fd,
         .loop = loop, .fd = fd, .addr = addr, .tls = srv->tls,
         .implicit_tls = implicit_tls, .limits = srv->limits,
         .max_per_ip = cfg->max_connections_per_ip, .busy_reply = POP3_BUSY_REPLY,
-        .max_line = POP3_MAX_LINE, .idle_timeout = cfg->pop3_idle_timeout,
+        .max_line = POP3_AUTH_MAX_LINE, .idle_timeout = cfg->pop3_idle_timeout,
         .handshake_timeout = cfg->tls_handshake_timeout,
         .ops = &POP3_CONN_OPS, .ctx = s,
     };
@@ -241,8 +242,12 @@ static void on_line(void *ctx, char *line, size_t len)
         return; /* QUIT is committing: nothing after it counts */
     if (s->sasl)
         pop3_auth_line(s, line, len);
-    else
+    else if (len + conn_last_eol(s->conn) <= POP3_MAX_LINE)
         dispatch_line(s, line, len);
+    else if (s->state == POP3_AUTHORIZATION && strncasecmp(line, "AUTH ", 5) == 0)
+        pop3_auth_long_command(s, line, len);
+    else
+        on_line_too_long(s);
     if (s->busy && s->conn)
         conn_pause(s->conn);
 }

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "auth/auth.h"
+#include "auth/sasl.h"
 #include "core/mailstream.h"
 #include "pop3/parse.h"
 #include "store/store.h"
@@ -18,6 +19,10 @@ struct server;
 struct sasl_session;
 
 #define POP3_MAX_LINE 255   /* RFC 2449 section 4, including CRLF */
+/* Before login, AUTH lines may carry initial responses that do not fit in
+ * 255 octets (Kerberos and OAuth tokens; mpop sends them so): those up to
+ * the SASL response limit are accepted; other commands keep 255. */
+#define POP3_AUTH_MAX_LINE (SASL_MAX_RESPONSE + 64)
 
 enum pop3_state {
     POP3_AUTHORIZATION,
@@ -105,6 +110,8 @@ void pop3_login_apop(struct pop3_session *s, const char *user, const char *diges
 /* AUTH (auth.c): the command, each response line of the exchange, and the
  * end of an exchange when the session goes away. */
 void pop3_auth_command(struct pop3_session *s, const struct pop3_cmdline *cmd);
+/* An AUTH command line longer than 255 octets: "AUTH MECH RESPONSE". */
+void pop3_auth_long_command(struct pop3_session *s, char *line, size_t len);
 void pop3_auth_line(struct pop3_session *s, const char *line, size_t len);
 void pop3_auth_line_too_long(struct pop3_session *s);
 void pop3_auth_end(struct pop3_session *s);

@@ -110,10 +110,6 @@ def test_curl_apop_on_plain_connection(apop_server):
     assert r.stdout == to_wire(MESSAGES[0])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "curl prefers APOP whenever the greeting carries a timestamp and never falls "
-    "back to USER/PASS; users without an APOP secret need SASL PLAIN in CAPA "
-    "(the SASL issue) to use curl on a server where any user has APOP"))
 def test_curl_user_without_apop_secret_when_apop_is_offered(apop_server):
     apop_server.add_user(apop=True)          # the greeting now has a timestamp
     user, pw = apop_server.add_user()
