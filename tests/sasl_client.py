@@ -436,3 +436,10 @@ def scram_login(conn, mech, user, password, initial=True, authzid=None,
             raise ScramError("%s\n%s" % (e, ex.transcript()))
     r = ex.respond("")
     return r, ex, sc
+
+
+def sasl_mechs(capa_lines):
+    """The mechanisms of CAPA's SASL line, or None when there is none."""
+    found = [l for l in capa_lines if l.split()[0].upper() == "SASL"]
+    assert len(found) <= 1, "more than one SASL line: %r" % capa_lines
+    return found[0].split()[1:] if found else None

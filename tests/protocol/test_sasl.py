@@ -21,7 +21,7 @@ from pobox_harness import make_message, resp_code, tls_client_context, to_wire
 from sasl_client import (LOGIN_PASSWORD_CHALLENGE, LOGIN_USER_CHALLENGE,
                          CRAM_CHALLENGE_RE, Exchange, ScramClient, b64,
                          channel_binding, cram_md5_response, is_challenge,
-                         plain_message, scram_login)
+                         plain_message, sasl_mechs, scram_login)
 
 ITERATIONS = 4567       # auth.scram_iterations of the module's server
 
@@ -61,13 +61,6 @@ def connect(server, how, **kw):
         assert r.startswith(b"+OK"), r
         return c
     raise ValueError(how)
-
-
-def sasl_mechs(capa_lines):
-    """The mechanisms of CAPA's SASL line, or None when there is none."""
-    found = [l for l in capa_lines if l.split()[0].upper() == "SASL"]
-    assert len(found) <= 1, "more than one SASL line: %r" % capa_lines
-    return found[0].split()[1:] if found else None
 
 
 def auth_list(c):

@@ -9,7 +9,7 @@ import ssl
 import pytest
 
 from pobox_harness import make_message, tls_client_context, to_wire
-from sasl_client import Exchange, plain_message, scram_login
+from sasl_client import Exchange, plain_message, sasl_mechs, scram_login
 from sasl_fixtures import ClientCA
 
 FAILED = b"-ERR [AUTH] Authentication failed"
@@ -18,11 +18,6 @@ UNSUPPORTED = b"-ERR Unsupported authentication mechanism"
 WITH_EXTERNAL = ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-1",
                  "EXTERNAL", "PLAIN", "LOGIN"]
 WITHOUT_EXTERNAL = [m for m in WITH_EXTERNAL if m != "EXTERNAL"]
-
-
-def sasl_mechs(capa_lines):
-    found = [l for l in capa_lines if l.split()[0].upper() == "SASL"]
-    return found[0].split()[1:] if found else None
 
 
 class Env:

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from pobox_harness import make_message
-from sasl_client import (OAUTHBEARER_ERROR_ACK, Exchange, is_challenge,
+from sasl_client import (OAUTHBEARER_ERROR_ACK, Exchange, is_challenge, sasl_mechs,
                          oauthbearer_message, xoauth2_message)
 from sasl_fixtures import TokenIssuer
 
@@ -22,11 +22,6 @@ UNSUPPORTED = b"-ERR Unsupported authentication mechanism"
 PLAINTEXT_REFUSED_RE = re.compile(rb"^-ERR \[AUTH\] Plaintext authentication (is )?disallowed\b.*STLS")
 TLS_MECHS = ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-1",
              "OAUTHBEARER", "XOAUTH2", "PLAIN", "LOGIN"]
-
-
-def sasl_mechs(capa_lines):
-    found = [l for l in capa_lines if l.split()[0].upper() == "SASL"]
-    return found[0].split()[1:] if found else None
 
 
 class Env:
