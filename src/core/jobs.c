@@ -116,3 +116,31 @@ void jobs_stop(struct jobs *pool)
     free(pool->threads);
     free(pool);
 }
+
+struct later_call {
+    jobs_fn fn;
+    void *arg;
+};
+
+static void later_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct later_call c = *(struct later_call *)arg;
+    (void)fd;
+    (void)what;
+    free(arg);
+    c.fn(c.arg);
+}
+
+void jobs_later(struct event_base *base, uint64_t delay_ms, jobs_fn fn, void *arg)
+{
+    struct later_call *c = delay_ms && base ? malloc(sizeof(*c)) : NULL;
+    if (c) {
+        struct timeval tv = {.tv_sec = (time_t)(delay_ms / 1000),
+                             .tv_usec = (suseconds_t)(delay_ms % 1000) * 1000};
+        *c = (struct later_call){fn, arg};
+        if (event_base_once(base, -1, EV_TIMEOUT, later_cb, c, &tv) == 0)
+            return;
+        free(c);
+    }
+    fn(arg);
+}

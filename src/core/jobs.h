@@ -9,6 +9,7 @@
 #define POBOX_JOBS_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct event_base;
 struct jobs;
@@ -21,6 +22,10 @@ struct jobs *jobs_start(unsigned n);
  * evthread_use_pthreads). Returns false when out of memory. */
 bool jobs_submit(struct jobs *pool, struct event_base *origin, jobs_fn work,
                  jobs_fn done, void *arg);
+/* Runs fn(arg) on base's loop after delay_ms (delayed replies after failed
+ * logins); at once, in the caller, when delay_ms is 0 or no timer can be
+ * set. */
+void jobs_later(struct event_base *base, uint64_t delay_ms, jobs_fn fn, void *arg);
 /* Finishes queued jobs, joins the threads and frees the pool. Pending done()
  * callbacks are still delivered by their loops if those keep running. */
 void jobs_stop(struct jobs *pool);

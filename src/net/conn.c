@@ -42,6 +42,8 @@ struct conn {
                                line seen (at most max_line) */
     size_t line_cap;
     size_t last_eol;        /* octets of the line end just delivered */
+    uint64_t raw_left;      /* raw mode: octets still to deliver */
+    bool raw;
 
     bool is_tls;            /* TLS established */
     bool handshaking;
@@ -264,7 +266,38 @@ static bool grow_line(struct conn *c, size_t len)
     return true;
 }
 
-/* Delivers complete lines while not paused. */
+/* Raw mode: hands over what has arrived of the requested octets. false
+ * when the caller must wait for more input. */
+static bool deliver_raw(struct conn *c, struct evbuffer *in)
+{
+    char buf[16384];
+    while (c->raw_left > 0 && !c->paused && !c->closing) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail == 0)
+            return false;
+        size_t n = avail < sizeof buf ? avail : sizeof buf;
+        if (n > c->raw_left)
+            n = (size_t)c->raw_left;
+        evbuffer_remove(in, buf, n);
+        c->raw_left -= n;
+        c->ops->on_bytes(c->ctx, buf, n);
+    }
+    if (c->raw_left == 0 && !c->closing) {
+        c->raw = false;
+        c->ops->on_bytes_done(c->ctx);
+    }
+    return true;
+}
+
+void conn_read_bytes(struct conn *c, uint64_t n)
+{
+    c->raw = true;
+    c->raw_left = n;
+    if (!c->in_callback && c->bev)
+        process_input(c);
+}
+
+/* Delivers complete lines (or raw octets) while not paused. */
 static void process_input(struct conn *c)
 {
     struct evbuffer *in;
@@ -272,6 +305,11 @@ static void process_input(struct conn *c)
     while (!c->paused && !c->closing && !c->flush_then_close && !c->switching &&
            c->bev &&
            (in = bufferevent_get_input(c->bev)) != NULL) {
+        if (c->raw) {
+            if (!deliver_raw(c, in))
+                break;
+            continue;
+        }
         size_t eol_len = 0;
         struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
         if (p.pos < 0) {

@@ -12,6 +12,7 @@
 #include <openssl/ssl.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/socket.h>
 
 struct conn;
@@ -27,6 +28,11 @@ struct conn_ops {
     void (*on_line)(void *ctx, char *line, size_t len);
     /* A line longer than the limit was received and thrown away. */
     void (*on_line_too_long)(void *ctx);
+    /* Raw mode (conn_read_bytes): the next piece of the requested octets;
+     * after the last piece, on_bytes_done and line mode again. May be NULL
+     * for protocols that never use raw mode. */
+    void (*on_bytes)(void *ctx, const char *data, size_t len);
+    void (*on_bytes_done)(void *ctx);
     /* Output dropped below the low-water mark set by conn_want_writable. */
     void (*on_writable)(void *ctx);
     /* TLS handshake done (implicit TLS at connect, or after conn_start_tls). */
@@ -89,6 +95,9 @@ SSL *conn_ssl(const struct conn *c);
  * long responses of a SASL exchange. The line buffer grows only as long
  * lines actually arrive. */
 void conn_set_max_line(struct conn *c, size_t max_line);
+/* Switches to raw mode for the next n octets (SMTP BDAT): they arrive
+ * through on_bytes, then on_bytes_done; then lines again. */
+void conn_read_bytes(struct conn *c, uint64_t n);
 /* Octets of the line end (1 or 2) of the line on_line just received. */
 size_t conn_last_eol(const struct conn *c);
 bool conn_tls_available(const struct conn *c);  /* a TLS context exists */

@@ -17,6 +17,7 @@
 
 #include "auth/userdb.h"
 #include "core/config.h"
+#include "core/jobs.h"
 #include "core/log.h"
 #include "net/conn.h"
 #include "net/server.h"
@@ -125,31 +126,10 @@ void pop3_session_idle(struct pop3_session *s)
     conn_resume(s->conn);
 }
 
-struct after_call {
-    void (*fn)(void *arg);
-    void *arg;
-};
-
-static void after_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct after_call c = *(struct after_call *)arg;
-    free(arg);
-    c.fn(c.arg);
-}
-
 void pop3_session_after(struct pop3_session *s, uint64_t delay_ms,
                         void (*fn)(void *arg), void *arg)
 {
-    struct after_call *c = delay_ms && s->conn ? malloc(sizeof(*c)) : NULL;
-    if (c) {
-        struct timeval tv = {.tv_sec = (time_t)(delay_ms / 1000),
-                             .tv_usec = (suseconds_t)(delay_ms % 1000) * 1000};
-        *c = (struct after_call){fn, arg};
-        if (event_base_once(conn_base(s->conn), -1, EV_TIMEOUT, after_cb, c, &tv) == 0)
-            return;
-        free(c);
-    }
-    fn(arg);
+    jobs_later(s->conn ? conn_base(s->conn) : NULL, delay_ms, fn, arg);
 }
 
 bool pop3_plaintext_allowed(const struct pop3_session *s)
