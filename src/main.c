@@ -63,6 +63,10 @@ int main(int argc, char **argv)
         rc = cli_serve(&sub);
     else if (strcmp(cmd, "user") == 0)
         rc = cli_user(&sub);
+    else if (strcmp(cmd, "alias") == 0)
+        rc = cli_alias(&sub);
+    else if (strcmp(cmd, "deliver") == 0)
+        rc = cli_deliver(&sub);
     else if (strcmp(cmd, "check") == 0)
         rc = cli_check(&sub);
     else {

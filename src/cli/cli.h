@@ -20,6 +20,8 @@ struct config *cli_load_config(const struct cli_opts *o);
 
 int cli_serve(const struct cli_opts *o);
 int cli_user(const struct cli_opts *o);
+int cli_alias(const struct cli_opts *o);
+int cli_deliver(const struct cli_opts *o);
 int cli_check(const struct cli_opts *o);
 int cli_help(const char *topic);
 

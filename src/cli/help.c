@@ -18,6 +18,18 @@ static const struct {
              "  The password is the first line of stdin when it is not a terminal,\n"
              "  else it is asked twice without echo. --apop also stores the\n"
              "  plaintext-equivalent secret that APOP needs.\n"},
+    {"alias", "pobox alias add ALIAS TARGET...  add or replace an alias\n"
+              "pobox alias del ALIAS             remove it\n"
+              "pobox alias list                  one alias a line: ALIAS: T1, T2\n"
+              "  ALIAS is local@domain, or @domain for a catch-all of that domain;\n"
+              "  TARGETs are addresses, local or remote. The server sees changes\n"
+              "  at once.\n"},
+    {"deliver", "pobox deliver [-f SENDER] RECIPIENT...\n"
+                "  Local delivery agent: reads one message on stdin and delivers it\n"
+                "  to the recipients' mailboxes (aliases and plus-addressing apply).\n"
+                "  Exit codes (sysexits.h): 0 delivered, 64 usage, 65 bad message,\n"
+                "  67 unknown recipient, 75 temporary failure. For Postfix\n"
+                "  mailbox_command, fetchmail --mda, procmail-style setups.\n"},
     {"check", "pobox check [-c FILE] [-o section.key=value]...\n"
               "  Validates the configuration and prints the effective one;\n"
               "  exits 1 with a line per error.\n"},
@@ -30,6 +42,8 @@ static void usage(void)
            "commands:\n"
            "  serve                 run the server in the foreground\n"
            "  user add|passwd|del|list   manage users\n"
+           "  alias add|del|list    manage aliases\n"
+           "  deliver [-f SENDER] RCPT...  deliver a message from stdin\n"
            "  check                 validate and print the configuration\n"
            "  help [COMMAND]        this text, or one command's\n"
            "  --version             print the version\n\n"

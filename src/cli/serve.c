@@ -1,5 +1,6 @@
 /* serve.c — `pobox serve`: loads the configuration, wires the protocol
- * services to their listeners, and runs the server until SIGTERM. */
+ * services (POP3, POP3S, submission, submissions, SMTP) to their listeners,
+ * and runs the server until SIGTERM. */
 #include <stdio.h>
 
 #include "auth/sasl.h"
@@ -8,6 +9,7 @@
 #include "core/log.h"
 #include "net/server.h"
 #include "pop3/pop3.h"
+#include "smtp/smtp.h"
 
 static struct config *reload(void *arg)
 {
@@ -31,6 +33,11 @@ int cli_serve(const struct cli_opts *o)
     const struct server_service svcs[] = {
         {"pop3", cfg->listen_pop3, false, pop3_accept, POP3_BUSY_REPLY},
         {"pop3s", cfg->listen_pop3s, true, pop3_accept, POP3_BUSY_REPLY},
+        {"submission", cfg->listen_submission, false, smtp_accept_submission,
+         SMTP_BUSY_REPLY},
+        {"submissions", cfg->listen_submissions, true, smtp_accept_submission,
+         SMTP_BUSY_REPLY},
+        {"smtp", cfg->listen_smtp, false, smtp_accept, SMTP_BUSY_REPLY},
     };
     log_info("event=starting version=%s config=\"%s\" hostname=%s data_dir=\"%s\"",
              POBOX_VERSION, cfg->path ? cfg->path : "(defaults)", cfg->hostname,

@@ -68,8 +68,11 @@ static const struct key_def KEYS[] = {
     {"limits", "max_connections", K_UINT, F(max_connections), "10000"},
     {"limits", "max_connections_per_ip", K_UINT, F(max_connections_per_ip), "50"},
     {"limits", "max_bad_commands", K_UINT, F(max_bad_commands), "20"},
+    {"limits", "max_recipients", K_UINT, F(max_recipients), "1000"},
     {"pop3", "idle_timeout", K_DURATION_S, F(pop3_idle_timeout), "600"},
+    {"pop3", "xtnd", K_BOOL, F(pop3_xtnd), "yes"},
     {"smtp", "idle_timeout", K_DURATION_S, F(smtp_idle_timeout), "300"},
+    {"smtp", "hide_client_ip", K_BOOL, F(hide_client_ip), "no"},
     {"relay", "smarthost", K_STRING, F(relay_smarthost), ""},
     {"relay", "resolver", K_STRING, F(relay_resolver), ""},
 };
@@ -427,6 +430,10 @@ static void validate(const struct config *cfg, const char *file,
         add_error(errs, "%s: limits: connection limits must be at least 1", file);
     if (cfg->workers == 0)
         add_error(errs, "%s: server.workers: must be at least 1", file);
+    if (cfg->max_recipients == 0)
+        add_error(errs, "%s: limits.max_recipients: must be at least 1", file);
+    if (cfg->smtp_idle_timeout == 0)
+        add_error(errs, "%s: smtp.idle_timeout: must be at least 1 second", file);
     validate_auth(cfg, file, errs);
 }
 

@@ -50,9 +50,13 @@ struct config {
     uint64_t max_message_size;
     unsigned max_connections, max_connections_per_ip;
     unsigned max_bad_commands;  /* limits.max_bad_commands in a row */
+    unsigned max_recipients;    /* limits.max_recipients per message */
 
     unsigned pop3_idle_timeout; /* seconds */
     unsigned smtp_idle_timeout;
+    bool hide_client_ip;        /* smtp.hide_client_ip in Received: of
+                                   authenticated submissions */
+    bool pop3_xtnd;             /* pop3.xtnd: XTND XMIT and XLST */
 
     char *relay_smarthost, *relay_resolver;
 };
