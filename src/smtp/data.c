@@ -19,6 +19,7 @@
 
 struct data_job {
     struct smtp_session *s;     /* holds a reference */
+    const char *refusal;        /* the message was refused as received */
     struct submit_result res;
 };
 
@@ -50,38 +51,8 @@ static void log_message(struct smtp_session *s, const struct submit_result *r)
              (unsigned long long)spool_size(s->spool), r->code);
 }
 
-static void submit_work(void *arg)
-{
-    struct data_job *j = arg;
-    struct smtp_session *s = j->s;
-    if (spool_finish(s->spool) != 0) {
-        j->res.code = spool_error(s->spool) == ENOSPC ? 452 : 451;
-        j->res.enhanced = j->res.code == 452 ? "4.3.1" : "4.3.0";
-        snprintf(j->res.text, sizeof j->res.text, "%s", j->res.code == 452
-                 ? "Insufficient system storage" : "Cannot store the message now");
-        return;
-    }
-    submit_message(s->cfg, &s->env, s->spool, &j->res);
-}
-
-static void submit_done(void *arg)
-{
-    struct data_job *j = arg;
-    struct smtp_session *s = j->s;
-    log_message(s, &j->res);
-    if (j->res.code == 250)
-        s->messages++;
-    if (j->res.code >= 500)
-        smtp_reply_bad(s, "%d %s %s", j->res.code, j->res.enhanced, j->res.text);
-    else
-        smtp_reply(s, "%d %s %s", j->res.code, j->res.enhanced, j->res.text);
-    smtp_session_reset(s);
-    free(j);
-    smtp_session_idle(s);
-    smtp_session_unref(s);
-}
-
-/* A refusal decided from what was received; NULL when the message is fine. */
+/* A refusal decided from what was received (after spool_finish, which
+ * settles a CR held at the end of the last chunk); NULL when fine. */
 static const char *refusal(struct smtp_session *s)
 {
     if (spool_too_big(s->spool))
@@ -97,20 +68,51 @@ static const char *refusal(struct smtp_session *s)
     return NULL;
 }
 
+static void submit_work(void *arg)
+{
+    struct data_job *j = arg;
+    struct smtp_session *s = j->s;
+    spool_finish(s->spool);
+    j->refusal = refusal(s);
+    if (!j->refusal)
+        submit_message(s->cfg, &s->env, s->spool, &j->res);
+}
+
+static void reply_refusal(struct smtp_session *s, const char *r)
+{
+    log_info("event=message session=%s from=<%s> result=refused reason=\"%s\"",
+             s->id, s->env.sender, r);
+    if (r[0] == '5')
+        smtp_reply_bad(s, "%s", r);
+    else
+        smtp_reply(s, "%s", r);
+}
+
+static void submit_done(void *arg)
+{
+    struct data_job *j = arg;
+    struct smtp_session *s = j->s;
+    if (j->refusal) {
+        reply_refusal(s, j->refusal);
+    } else {
+        log_message(s, &j->res);
+        if (j->res.code == 250)
+            s->messages++;
+        if (j->res.code >= 500)
+            smtp_reply_bad(s, "%d %s %s", j->res.code, j->res.enhanced, j->res.text);
+        else
+            smtp_reply(s, "%d %s %s", j->res.code, j->res.enhanced, j->res.text);
+    }
+    smtp_session_reset(s);
+    free(j);
+    smtp_session_idle(s);
+    smtp_session_unref(s);
+}
+
+/* The end of the message: the rest happens on the worker pool. */
 static void message_end(struct smtp_session *s)
 {
     conn_set_max_line(s->conn, SMTP_AUTH_MAX_LINE);
-    const char *r = refusal(s);
-    if (r) {
-        log_info("event=message session=%s from=<%s> result=refused reason=\"%s\"",
-                 s->id, s->env.sender, r);
-        if (r[0] == '5')
-            smtp_reply_bad(s, "%s", r);
-        else
-            smtp_reply(s, "%s", r);
-        smtp_session_reset(s);
-        return;
-    }
     struct data_job *j = calloc(1, sizeof *j);
     if (j) {
         j->s = s;

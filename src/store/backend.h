@@ -23,6 +23,8 @@ struct store_backend {
     void (*reader_close)(struct store_reader *r);
     enum store_status (*commit)(struct store_mailbox *mb, const bool *deleted);
     void (*close)(struct store_mailbox *mb);
+    enum store_status (*deliver)(const struct config *cfg, const char *address,
+                                 const char *prefix, int msg_fd);
 };
 
 struct store_mailbox {

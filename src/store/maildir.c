@@ -2,6 +2,8 @@
  * with cur/ new/ tmp/ (SPEC section 3). Opening locks it, moves new/ into
  * cur/ (adding ":2,"), lists the messages oldest first with their UIDLs and
  * CRLF sizes; readers stream a file; commit unlinks the deleted ones.
+ * Delivery (tmp/ -> new/) is in maildir_deliver.c; the directories are made
+ * here, by maildir_make_dirs, for both.
  *
  * Messages: regular files in new/ and cur/ whose names do not start with '.'
  * and have a non-empty base name (the part before the first ':'). A file in
@@ -1074,44 +1076,58 @@ static bool md_part_ok(const char *p, size_t n)
     return true;
 }
 
-static bool md_mkdir(const char *path)
+/* Creates directory name under parent (0700) unless it exists; a new one
+ * is made durable by fsyncing parent. */
+static bool md_mkdir_durable(int parent, const char *name)
 {
-    return mkdir(path, 0700) == 0 || errno == EEXIST;
+    if (mkdirat(parent, name, 0700) == 0)
+        return fsync(parent) == 0;
+    return errno == EEXIST;
 }
 
-/* Creates data_dir/mail/DOMAIN/LOCAL/{cur,new,tmp} as needed and opens the
- * mailbox directory into *dir_fd. */
-static enum store_status md_make_dirs(const char *data_dir,
-                                      const char *address, int *dir_fd)
+/* Replaces *fd (a directory) by its subdirectory name, created if missing. */
+static bool md_descend(int *fd, const char *name)
 {
-    const char *at = strrchr(address, '@');
-    char path[PATH_MAX];
-    size_t local_len, n;
+    int sub = -1;
 
+    if (md_mkdir_durable(*fd, name))
+        sub = openat(*fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    close(*fd);
+    *fd = sub;
+    return sub >= 0;
+}
+
+/* cur/ new/ tmp/ of an open mailbox directory, created if missing. */
+static bool md_make_subdirs(int dir_fd)
+{
+    return md_mkdir_durable(dir_fd, "cur") && md_mkdir_durable(dir_fd, "new")
+           && md_mkdir_durable(dir_fd, "tmp");
+}
+
+enum store_status maildir_make_dirs(const char *data_dir, const char *address,
+                                    int *dir_fd)
+{
+    const char *at = address == NULL ? NULL : strrchr(address, '@');
+    char local[MD_PART_MAX + 1];
+    size_t local_len;
+    int fd;
+
+    *dir_fd = -1;
     if (at == NULL || data_dir == NULL || data_dir[0] == '\0')
         return STORE_PERM_FAIL;
     local_len = (size_t)(at - address);
-    if (!md_part_ok(address, local_len) || !md_part_ok(at + 1, strlen(at + 1))
-        || strlen(data_dir) + strlen(at + 1) + local_len + 16 > sizeof(path))
+    if (!md_part_ok(address, local_len) || !md_part_ok(at + 1, strlen(at + 1)))
         return STORE_PERM_FAIL;
-    snprintf(path, sizeof(path), "%s/mail", data_dir);
-    if (!md_mkdir(path))
+    memcpy(local, address, local_len);
+    local[local_len] = '\0';
+    fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || !md_descend(&fd, "mail") || !md_descend(&fd, at + 1)
+        || !md_descend(&fd, local) || !md_make_subdirs(fd)) {
+        if (fd >= 0)
+            close(fd);
         return STORE_TEMP_FAIL;
-    n = strlen(path);
-    snprintf(path + n, sizeof(path) - n, "/%s", at + 1);
-    if (!md_mkdir(path))
-        return STORE_TEMP_FAIL;
-    n = strlen(path);
-    snprintf(path + n, sizeof(path) - n, "/%.*s", (int)local_len, address);
-    if (!md_mkdir(path))
-        return STORE_TEMP_FAIL;
-    *dir_fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (*dir_fd < 0)
-        return STORE_TEMP_FAIL;
-    if ((mkdirat(*dir_fd, "cur", 0700) != 0 && errno != EEXIST)
-        || (mkdirat(*dir_fd, "new", 0700) != 0 && errno != EEXIST)
-        || (mkdirat(*dir_fd, "tmp", 0700) != 0 && errno != EEXIST))
-        return STORE_TEMP_FAIL;
+    }
+    *dir_fd = fd;
     return STORE_OK;
 }
 
@@ -1163,7 +1179,7 @@ static enum store_status md_open(const struct config *cfg, const char *address,
         return STORE_TEMP_FAIL;
     mb->base.be = &maildir_backend;
     mb->dir_fd = mb->cur_fd = mb->new_fd = mb->lock_fd = -1;
-    st = md_make_dirs(cfg->data_dir, address, &mb->dir_fd);
+    st = maildir_make_dirs(cfg->data_dir, address, &mb->dir_fd);
     if (st == STORE_OK)
         st = md_lock(mb);
     if (st == STORE_OK) {
@@ -1400,4 +1416,5 @@ const struct store_backend maildir_backend = {
     .reader_close = md_reader_close,
     .commit = md_commit,
     .close = md_close,
+    .deliver = maildir_deliver,
 };

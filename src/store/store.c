@@ -32,6 +32,21 @@ enum store_status store_open(const struct config *cfg, const char *address,
     return be->open(cfg, address, out);
 }
 
+enum store_status store_deliver(const struct config *cfg, const char *address,
+                                const char *prefix, int msg_fd)
+{
+    const struct store_backend *be;
+
+    if (cfg == NULL || address == NULL)
+        return STORE_PERM_FAIL;
+    be = store_backend_find(cfg->store_backend);
+    if (be == NULL || be->deliver == NULL)
+        return STORE_PERM_FAIL;
+    if (msg_fd < 0)
+        return STORE_TEMP_FAIL;
+    return be->deliver(cfg, address, prefix, msg_fd);
+}
+
 size_t store_count(const struct store_mailbox *mb)
 {
     return mb->be->count(mb);

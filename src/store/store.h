@@ -1,11 +1,12 @@
 /* store.h — the mailstore interface that protocols and delivery use: open
- * and lock a maildrop, list its messages, read one, commit deletions.
+ * and lock a maildrop, list its messages, read one, commit deletions;
+ * deliver a new message into a maildrop.
  *
  * One header, several backends (maildir.c today, pg.c later): store.c picks
  * the backend from cfg->store_backend; nothing above this layer knows which.
  *
- * Threading: store_open, store_commit and store_close may block on disk and
- * run on the worker pool. A store_mailbox is used by one thread at a time.
+ * Threading: store_open, store_commit, store_close and store_deliver may
+ * block on disk and run on the worker pool. A store_mailbox is used by one thread at a time.
  * Readers read the stored message (LF line ends) in chunks; the caller turns
  * it into CRLF + dot-stuffing (core/mailstream.h). */
 #ifndef POBOX_STORE_H
@@ -53,6 +54,20 @@ enum store_status store_commit(struct store_mailbox *mb, const bool *deleted);
 
 /* Unlocks and frees. */
 void store_close(struct store_mailbox *mb);
+
+/* Delivers one message into the maildrop of a canonical address, creating
+ * the Maildir if missing: prefix (header lines with LF ends, e.g.
+ * "Return-Path: <a@b>\nDelivered-To: c@d\nReceived: ...\n"; may be NULL)
+ * followed by the message read from msg_fd at offsets 0..EOF (LF line
+ * ends, as the spool stores it; use pread so the fd can be shared). On
+ * STORE_OK the message is durable: written into tmp/, fsync'd, renamed
+ * into new/, and new/ fsync'd. Never takes the POP3 maildrop lock: new
+ * mail lands while a session is open. STORE_TEMP_FAIL on any I/O error
+ * (ENOSPC included), after removing the tmp file: nothing half-delivered.
+ * STORE_PERM_FAIL for an address that cannot be a maildrop.
+ * Blocking: worker pool. */
+enum store_status store_deliver(const struct config *cfg, const char *address,
+                                const char *prefix, int msg_fd);
 
 const char *store_status_str(enum store_status st);
 
