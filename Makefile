@@ -12,7 +12,7 @@ PREFIX  ?= /usr/local
 BUILD   ?= build
 VERSION := $(shell cat VERSION)
 PKGS    := libevent_openssl libevent_pthreads libevent inih libargon2 openssl \
-           krb5-gssapi libgsasl libjwt jansson
+           krb5-gssapi libgsasl libjwt jansson gmime-3.0
 
 # CFLAGS/LDFLAGS are the user's (optimisation, sanitizers); the project's
 # own flags are in POBOX_CFLAGS so a command-line CFLAGS cannot drop them.
@@ -20,7 +20,10 @@ CFLAGS  ?= -O2 -g
 POBOX_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wformat=2 \
            -Wno-unused-parameter -fno-strict-aliasing -pthread \
            -DPOBOX_VERSION='"$(VERSION)"' -Isrc
-ALL_CFLAGS = $(POBOX_CFLAGS) $(CFLAGS)
+# The packages' include dirs (GMime's pull in GLib's) as system dirs, so
+# -Werror never trips on warnings inside a library's headers.
+PKG_CFLAGS := $(patsubst -I%,-isystem %,$(shell pkg-config --cflags $(PKGS) 2>/dev/null))
+ALL_CFLAGS = $(POBOX_CFLAGS) $(PKG_CFLAGS) $(CFLAGS)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcrypt -pthread
 
 SRCS     := $(sort $(wildcard src/*/*.c))
