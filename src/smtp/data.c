@@ -178,7 +178,10 @@ void smtp_bdat_start(struct smtp_session *s, const char *arg)
     bool last;
     struct smtp_error e;
     if (!smtp_parse_bdat(arg, &size, &last, &e)) {
-        smtp_reply_bad(s, "%d %s %s", e.code, e.enhanced, e.text);
+        /* The chunk's length is unknown: its octets would be read as
+         * commands. Say why and end the session. */
+        smtp_reply(s, "%d %s %s", e.code, e.enhanced, e.text);
+        smtp_session_close(s, "bad_bdat");
         return;
     }
     if (s->phase == PHASE_MAIL && s->rejected_rcpts) {
