@@ -23,6 +23,7 @@ struct spool {
     bool bare_cr, bare_lf, eightbit, nul;
     bool too_big;           /* over the limit: writing stopped */
     bool held_cr;           /* raw input ended in CR */
+    uint64_t line, longest; /* octets of the current and the longest line */
     size_t used;            /* bytes in buf */
     char buf[SPOOL_BUF];
 };
@@ -121,6 +122,13 @@ static void spool_count(struct spool *sp, const char *p, size_t n)
 
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
+        if (c != '\n') {
+            sp->line++;
+        } else {
+            if (sp->line > sp->longest)
+                sp->longest = sp->line;
+            sp->line = 0;
+        }
         if (c == '\n')
             lf++;
         else if (c >= 0x80)
@@ -255,6 +263,11 @@ int spool_fd(const struct spool *sp)
 uint64_t spool_size(const struct spool *sp)
 {
     return sp->size;
+}
+
+uint64_t spool_longest_line(const struct spool *sp)
+{
+    return sp->line > sp->longest ? sp->line : sp->longest;
 }
 
 uint64_t spool_wire_size(const struct spool *sp)

@@ -56,6 +56,9 @@ uint64_t spool_wire_size(const struct spool *sp);
 
 bool spool_bare_cr(const struct spool *sp);
 bool spool_bare_lf(const struct spool *sp);
+/* Octets of the longest line stored, without its line end (RFC 5322
+ * allows 998). */
+uint64_t spool_longest_line(const struct spool *sp);
 bool spool_eightbit(const struct spool *sp);       /* any octet >= 0x80 */
 bool spool_nul(const struct spool *sp);            /* any NUL octet */
 

@@ -229,10 +229,11 @@ static void on_timeout(struct conn *c, short what)
     c->in_callback++;
     c->ops->on_idle(c->ctx);
     c->in_callback--;
-    if (!c->closing)
-        conn_close(c, "idle_timeout");
-    else
+    if (c->closing)
         finish_close(c);
+    else if (!c->flush_then_close)
+        conn_close(c, "idle_timeout");
+    /* else the goodbye is being sent; the close follows the flush */
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)

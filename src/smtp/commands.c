@@ -178,8 +178,6 @@ static void cmd_data(struct smtp_session *s, const char *arg)
         smtp_reply_bad(s, "501 5.5.4 Syntax: DATA");
     else if (s->phase == PHASE_BDAT)
         smtp_reply_bad(s, "503 5.5.1 DATA cannot follow BDAT");
-    else if (s->phase == PHASE_MAIL && s->rejected_rcpts)
-        smtp_reply_bad(s, "554 5.5.1 No valid recipients");
     else if (s->phase != PHASE_RCPT)
         smtp_reply_bad(s, "503 5.5.1 Need RCPT before DATA");
     else

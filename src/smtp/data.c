@@ -59,7 +59,7 @@ static const char *refusal(struct smtp_session *s)
         return "552 5.3.4 Message size exceeds fixed maximum message size";
     if (spool_bare_cr(s->spool) || spool_bare_lf(s->spool))
         return "554 5.6.0 Message refused: bare CR or LF in the data (use CRLF line ends)";
-    if (s->long_line)
+    if (s->long_line || spool_longest_line(s->spool) > SMTP_MAX_TEXT_LINE - 2)
         return "554 5.6.0 Message refused: a line is longer than 1000 octets";
     if (spool_error(s->spool) == ENOSPC)
         return "452 4.3.1 Insufficient system storage";
@@ -137,7 +137,9 @@ void smtp_data_start(struct smtp_session *s)
     s->phase = PHASE_DATA;
     s->prev_crlf = true;    /* the DATA command's CRLF */
     s->long_line = false;
-    conn_set_max_line(s->conn, SMTP_MAX_TEXT_LINE);
+    /* One more for the dot a client stuffs before a line starting with
+     * "."; the limit is checked again on the unstuffed text. */
+    conn_set_max_line(s->conn, SMTP_MAX_TEXT_LINE + 1);
     smtp_reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
@@ -178,18 +180,11 @@ void smtp_bdat_start(struct smtp_session *s, const char *arg)
     bool last;
     struct smtp_error e;
     if (!smtp_parse_bdat(arg, &size, &last, &e)) {
-        /* The chunk's length is unknown: its octets would be read as
-         * commands. Say why and end the session. */
-        smtp_reply(s, "%d %s %s", e.code, e.enhanced, e.text);
-        smtp_session_close(s, "bad_bdat");
-        return;
-    }
-    if (s->phase == PHASE_MAIL && s->rejected_rcpts) {
-        bdat_discard(s, size, "554 5.5.1 No valid recipients");
+        smtp_reply_bad(s, "%d %s %s", e.code, e.enhanced, e.text);
         return;
     }
     if (s->phase != PHASE_RCPT && s->phase != PHASE_BDAT) {
-        bdat_discard(s, size, "503 5.5.1 Need RCPT before BDAT");
+        bdat_discard(s, size, "503 5.5.1 Need RCPT before DATA");
         return;
     }
     if (s->phase == PHASE_RCPT && !open_spool(s)) {
