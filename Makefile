@@ -12,7 +12,7 @@ PREFIX  ?= /usr/local
 BUILD   ?= build
 VERSION := $(shell cat VERSION)
 PKGS    := libevent_openssl libevent_pthreads libevent inih libargon2 openssl \
-           krb5-gssapi libgsasl libjwt jansson gmime-3.0
+           krb5-gssapi libgsasl libjwt jansson gmime-3.0 libcares
 
 # CFLAGS/LDFLAGS are the user's (optimisation, sanitizers); the project's
 # own flags are in POBOX_CFLAGS so a command-line CFLAGS cannot drop them.

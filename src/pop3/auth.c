@@ -211,6 +211,10 @@ void pop3_auth_long_command(struct pop3_session *s, char *line, size_t len)
 
 void pop3_auth_line(struct pop3_session *s, const char *line, size_t len)
 {
+    if (len > SASL_MAX_RESPONSE) {
+        pop3_auth_line_too_long(s);
+        return;
+    }
     if (len == 1 && line[0] == '*') {
         log_end(s, "cancelled");
         pop3_auth_end(s);

@@ -186,7 +186,7 @@ static void start_failed(struct smtp_session *s, enum sasl_start_rc rc)
 static bool auth_allowed(struct smtp_session *s)
 {
     if (s->phase == PHASE_GREET)
-        smtp_reply_bad(s, "503 5.5.1 Send EHLO first");
+        smtp_reply_bad(s, "503 5.5.1 Send EHLO or HELO first");
     else if (s->authed[0])
         smtp_reply_bad(s, "503 5.5.1 Already authenticated");
     else if (s->phase != PHASE_READY)
@@ -204,6 +204,10 @@ void smtp_auth_command(struct smtp_session *s, const char *arg)
     const char *initial = sp ? sp + 1 : NULL;
     if (!auth_allowed(s))
         return;
+    if (initial && strlen(initial) > SASL_MAX_RESPONSE) {
+        smtp_reply_bad(s, "500 5.5.6 Authentication exchange line is too long");
+        return;
+    }
     if (mlen == 0 || mlen >= sizeof mech || (initial && (!*initial || strchr(initial, ' ')))) {
         smtp_reply_bad(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
         return;
@@ -224,6 +228,10 @@ void smtp_auth_command(struct smtp_session *s, const char *arg)
 
 void smtp_auth_line(struct smtp_session *s, const char *line, size_t len)
 {
+    if (len > SASL_MAX_RESPONSE) {
+        smtp_auth_line_too_long(s);
+        return;
+    }
     if (len == 1 && line[0] == '*') {
         log_auth(s, sasl_authid(s->sasl), "cancelled", "-");
         smtp_auth_end(s);

@@ -193,7 +193,7 @@ static void cmd_starttls(struct smtp_session *s, const char *arg)
     } else if (!conn_tls_available(s->conn)) {
         smtp_reply(s, "454 4.7.0 TLS not available");
     } else if (s->phase == PHASE_GREET) {
-        smtp_reply_bad(s, "503 5.5.1 Send EHLO first");
+        smtp_reply_bad(s, "503 5.5.1 Send EHLO or HELO first");
     } else {
         smtp_reply(s, "220 2.0.0 Ready to start TLS");
         /* RFC 3207 4.2: forget everything; the client starts with EHLO. */
