@@ -1,6 +1,7 @@
 /* commands.c — one small cmd_*() per POP3 command and the table that maps
  * keywords and states to them (RFC 1939, 2449 CAPA, 2595 STLS, 6856 UTF8).
- * Login itself is in login.c, AUTH in auth.c, message streaming in retr.c. */
+ * Login itself is in login.c, AUTH in auth.c, message streaming in retr.c,
+ * qpopper's XTND in xtnd.c. */
 #include <stdio.h>
 #include <string.h>
 
@@ -50,6 +51,8 @@ void pop3_send_capa(struct pop3_session *s)
     pop3_reply(s, "PIPELINING");
     pop3_reply(s, "UTF8 USER");
     pop3_reply(s, "EXPIRE NEVER");
+    if (s->cfg->pop3_xtnd)
+        pop3_reply(s, "X-XTND XMIT XLST");  /* unregistered: an X tag (RFC 2449) */
     if (s->state == POP3_AUTHORIZATION) {
         if (!conn_is_tls(s->conn) && conn_tls_available(s->conn))
             pop3_reply(s, "STLS");
@@ -241,6 +244,7 @@ static const struct pop3_command COMMANDS[] = {
     {"TOP", ST_TRANS, 2, 2, cmd_top},
     {"DELE", ST_TRANS, 1, 1, cmd_dele},
     {"RSET", ST_TRANS, 0, 0, cmd_rset},
+    {"XTND", ST_TRANS, 0, POP3_MAX_ARGS, pop3_xtnd_command},
 };
 
 static const char *state_hint(const struct pop3_session *s)
@@ -255,6 +259,8 @@ void pop3_dispatch(struct pop3_session *s, struct pop3_cmdline *cmd)
     for (size_t i = 0; i < sizeof(COMMANDS) / sizeof(COMMANDS[0]); i++)
         if (strcmp(COMMANDS[i].keyword, cmd->keyword) == 0)
             c = &COMMANDS[i];
+    if (c && c->fn == pop3_xtnd_command && !s->cfg->pop3_xtnd)
+        c = NULL;               /* pop3.xtnd = no: as if it did not exist */
     if (!c) {
         pop3_reply_bad(s, "-ERR Unknown command");
         return;

@@ -63,6 +63,7 @@ static void session_free(struct pop3_session *s)
 {
     pop3_auth_end(s);
     pop3_retr_abort(s);
+    pop3_xtnd_abort(s);
     if (s->mb)
         store_close(s->mb);
     free(s->deleted);
@@ -220,7 +221,9 @@ static void on_line(void *ctx, char *line, size_t len)
     struct pop3_session *s = ctx;
     if (s->state == POP3_UPDATE)
         return; /* QUIT is committing: nothing after it counts */
-    if (s->sasl)
+    if (s->xmit)
+        pop3_xtnd_line(s, line, len);
+    else if (s->sasl)
         pop3_auth_line(s, line, len);
     else if (len + conn_last_eol(s->conn) <= POP3_MAX_LINE)
         dispatch_line(s, line, len);
@@ -235,7 +238,9 @@ static void on_line(void *ctx, char *line, size_t len)
 static void on_line_too_long(void *ctx)
 {
     struct pop3_session *s = ctx;
-    if (s->sasl)
+    if (s->xmit)
+        pop3_xtnd_line_too_long(s);
+    else if (s->sasl)
         pop3_auth_line_too_long(s);
     else
         pop3_reply_bad(s, "-ERR Line too long (a command is at most 255 octets)");
@@ -278,5 +283,6 @@ static void on_close(void *ctx, const char *reason)
              (unsigned long long)s->retr_octets);
     s->conn = NULL;
     pop3_retr_abort(s);
+    pop3_xtnd_abort(s);
     pop3_session_unref(s);
 }

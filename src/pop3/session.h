@@ -17,6 +17,7 @@ struct conn;
 struct config;
 struct server;
 struct sasl_session;
+struct spool;
 
 #define POP3_MAX_LINE 255   /* RFC 2449 section 4, including CRLF */
 /* Before login, AUTH lines may carry initial responses that do not fit in
@@ -62,6 +63,11 @@ struct pop3_session {
 
     unsigned retr_count;
     uint64_t retr_octets;
+
+    /* XTND XMIT: the message being received (xtnd.c) */
+    struct spool *xmit;         /* non-NULL while its lines come in */
+    bool xmit_prev_crlf;        /* the last line ended in CRLF */
+    bool xmit_long_line;        /* a line over 1000 octets was dropped */
 };
 
 /* Replies: one line, CRLF added. Never pass client bytes as the format. */
@@ -123,6 +129,14 @@ void pop3_quit_commit(struct pop3_session *s);
 void pop3_retr_start(struct pop3_session *s, size_t msg, long body_lines);
 void pop3_retr_continue(struct pop3_session *s);
 void pop3_retr_abort(struct pop3_session *s);
+
+/* XTND XMIT and XLST (xtnd.c): the command, each line of the message XMIT
+ * receives (and one over 1000 octets), and the end of an unfinished XMIT
+ * when the session goes away. */
+void pop3_xtnd_command(struct pop3_session *s, const struct pop3_cmdline *cmd);
+void pop3_xtnd_line(struct pop3_session *s, const char *line, size_t len);
+void pop3_xtnd_line_too_long(struct pop3_session *s);
+void pop3_xtnd_abort(struct pop3_session *s);
 
 bool pop3_plaintext_allowed(const struct pop3_session *s);
 
