@@ -94,10 +94,12 @@ if ! LIBEVENT=$(pkg-config --cflags --libs libevent); then
 fi
 
 fuzz pop3_parse 300 src/pop3/parse.c
+fuzz smtp_parse 1100 src/smtp/parse.c
 # shellcheck disable=SC2086 # LIBEVENT is a word list
 fuzz mailstream 4096 src/core/mailstream.c $LIBEVENT
 # shellcheck disable=SC2046 # pkg-config prints a word list
 fuzz bearer 4096 src/auth/bearer.c src/auth/oauth.c \
     $(pkg-config --cflags --libs libjwt jansson openssl) -pthread
+fuzz relay_reply 10000 src/relay/reply.c
 
 [ "$failures" -eq 0 ]
