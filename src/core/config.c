@@ -75,6 +75,14 @@ static const struct key_def KEYS[] = {
     {"smtp", "hide_client_ip", K_BOOL, F(hide_client_ip), "no"},
     {"relay", "smarthost", K_STRING, F(relay_smarthost), ""},
     {"relay", "resolver", K_STRING, F(relay_resolver), ""},
+    {"relay", "port", K_UINT, F(relay_port), "25"},
+    {"relay", "smarthost_user", K_STRING, F(smarthost_user), ""},
+    {"relay", "smarthost_password_file", K_STRING, F(smarthost_password_file), ""},
+    {"relay", "smarthost_tls", K_STRING, F(smarthost_tls), "starttls"},
+    {"relay", "retry_schedule", K_LIST, F(retry_schedule), "5m 10m 20m 40m 1h"},
+    {"relay", "max_queue_time", K_DURATION_S, F(max_queue_time), "5d"},
+    {"relay", "delay_warning", K_DURATION_S, F(delay_warning), "4h"},
+    {"relay", "max_hops", K_UINT, F(max_hops), "50"},
 };
 #define NKEYS (sizeof(KEYS) / sizeof(KEYS[0]))
 
@@ -409,6 +417,43 @@ static void validate_auth(const struct config *cfg, const char *file,
                   "auth.oauth_audience", file);
 }
 
+static void validate_relay(const struct config *cfg, const char *file,
+                           struct config_errors *errs)
+{
+    uint64_t ms;
+    if (!cfg->retry_schedule || !cfg->retry_schedule[0])
+        add_error(errs, "%s: relay.retry_schedule: needs at least one duration", file);
+    for (char **p = cfg->retry_schedule; p && *p; p++)
+        if (!config_parse_duration_ms(*p, &ms) || ms < 1000)
+            add_error(errs, "%s: relay.retry_schedule: %s is not a duration of "
+                      "at least 1 second", file, *p);
+    if (strcmp(cfg->smarthost_tls, "starttls") != 0 &&
+        strcmp(cfg->smarthost_tls, "implicit") != 0 &&
+        strcmp(cfg->smarthost_tls, "none") != 0)
+        add_error(errs, "%s: relay.smarthost_tls: expected starttls, implicit or none",
+                  file);
+    if (cfg->relay_port == 0 || cfg->relay_port > 65535)
+        add_error(errs, "%s: relay.port: expected 1 to 65535", file);
+    if (*cfg->smarthost_user && !*cfg->smarthost_password_file)
+        add_error(errs, "%s: relay.smarthost_user: needs "
+                  "relay.smarthost_password_file", file);
+    if (cfg->max_hops == 0)
+        add_error(errs, "%s: relay.max_hops: must be at least 1", file);
+}
+
+unsigned config_retry_delay(const struct config *cfg, unsigned attempt)
+{
+    uint64_t ms = 300000;
+    size_t n = 0;
+    while (cfg->retry_schedule && cfg->retry_schedule[n])
+        n++;
+    if (n > 0) {
+        size_t i = attempt == 0 ? 0 : attempt - 1;
+        config_parse_duration_ms(cfg->retry_schedule[i < n ? i : n - 1], &ms);
+    }
+    return (unsigned)(ms / 1000);
+}
+
 static void validate(const struct config *cfg, const char *file,
                      struct config_errors *errs)
 {
@@ -435,6 +480,7 @@ static void validate(const struct config *cfg, const char *file,
     if (cfg->smtp_idle_timeout == 0)
         add_error(errs, "%s: smtp.idle_timeout: must be at least 1 second", file);
     validate_auth(cfg, file, errs);
+    validate_relay(cfg, file, errs);
 }
 
 static bool load_file(struct loader *ld, bool allow_missing)

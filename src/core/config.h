@@ -59,6 +59,13 @@ struct config {
     bool pop3_xtnd;             /* pop3.xtnd: XTND XMIT and XLST */
 
     char *relay_smarthost, *relay_resolver;
+    unsigned relay_port;        /* relay.port: the port MX hosts are tried on */
+    char *smarthost_user, *smarthost_password_file;
+    char *smarthost_tls;        /* starttls, implicit or none */
+    char **retry_schedule;      /* relay.retry_schedule: durations */
+    unsigned max_queue_time;    /* seconds */
+    unsigned delay_warning;     /* seconds */
+    unsigned max_hops;          /* Received: lines before a loop is declared */
 };
 
 /* Collected errors: one line each, "FILE:LINE: key: problem". */
@@ -88,6 +95,10 @@ struct config *config_current(void);
 
 /* Parses "300", "30s", "5m", "2h", "1d" or "250ms" into milliseconds. */
 bool config_parse_duration_ms(const char *s, uint64_t *out_ms);
+
+/* Seconds to wait after the attempt-th failed delivery attempt (1-based):
+ * relay.retry_schedule, its last step repeating. */
+unsigned config_retry_delay(const struct config *cfg, unsigned attempt);
 
 /* True when the lowercase domain is one of cfg->domains. */
 bool config_is_local_domain(const struct config *cfg, const char *domain);
