@@ -65,6 +65,8 @@ int main(int argc, char **argv)
         rc = cli_user(&sub);
     else if (strcmp(cmd, "alias") == 0)
         rc = cli_alias(&sub);
+    else if (strcmp(cmd, "queue") == 0)
+        rc = cli_queue(&sub);
     else if (strcmp(cmd, "deliver") == 0)
         rc = cli_deliver(&sub);
     else if (strcmp(cmd, "check") == 0)

@@ -22,6 +22,7 @@ int cli_serve(const struct cli_opts *o);
 int cli_user(const struct cli_opts *o);
 int cli_alias(const struct cli_opts *o);
 int cli_deliver(const struct cli_opts *o);
+int cli_queue(const struct cli_opts *o);
 int cli_check(const struct cli_opts *o);
 int cli_help(const char *topic);
 

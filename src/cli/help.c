@@ -30,6 +30,11 @@ static const struct {
                 "  Exit codes (sysexits.h): 0 delivered, 64 usage, 65 bad message,\n"
                 "  67 unknown recipient, 75 temporary failure. For Postfix\n"
                 "  mailbox_command, fetchmail --mda, procmail-style setups.\n"},
+    {"queue", "pobox queue list        queued messages: ID, age, size, sender; each\n"
+              "                        recipient with its state, attempts, next try, error\n"
+              "pobox queue flush       retry every queued message now\n"
+              "pobox queue delete ID   drop a message without telling anyone\n"
+              "pobox queue bounce ID   return a message to its sender now\n"},
     {"check", "pobox check [-c FILE] [-o section.key=value]...\n"
               "  Validates the configuration and prints the effective one;\n"
               "  exits 1 with a line per error.\n"},
@@ -44,6 +49,7 @@ static void usage(void)
            "  user add|passwd|del|list   manage users\n"
            "  alias add|del|list    manage aliases\n"
            "  deliver [-f SENDER] RCPT...  deliver a message from stdin\n"
+           "  queue list|flush|delete|bounce   the outbound queue\n"
            "  check                 validate and print the configuration\n"
            "  help [COMMAND]        this text, or one command's\n"
            "  --version             print the version\n\n"
