@@ -1,6 +1,6 @@
 /* serve.c — `pobox serve`: loads the configuration, wires the protocol
  * services (POP3, POP3S, submission, submissions, SMTP) to their listeners,
- * and runs the server until SIGTERM. */
+ * starts the queue runner, and runs the server until SIGTERM. */
 #include <stdio.h>
 
 #include "auth/sasl.h"
@@ -9,7 +9,20 @@
 #include "core/log.h"
 #include "net/server.h"
 #include "pop3/pop3.h"
+#include "relay/runner.h"
 #include "smtp/smtp.h"
+
+static void *relay_start(struct event_base *base, struct jobs *jobs)
+{
+    return relay_runner_start(base, jobs);
+}
+
+static void relay_stop(void *state)
+{
+    relay_runner_stop(state);
+}
+
+static const struct server_background RELAY = {relay_start, relay_stop};
 
 static struct config *reload(void *arg)
 {
@@ -42,7 +55,8 @@ int cli_serve(const struct cli_opts *o)
     log_info("event=starting version=%s config=\"%s\" hostname=%s data_dir=\"%s\"",
              POBOX_VERSION, cfg->path ? cfg->path : "(defaults)", cfg->hostname,
              cfg->data_dir);
-    int rc = server_run(cfg, svcs, sizeof(svcs) / sizeof(svcs[0]), reload, (void *)o);
+    int rc = server_run(cfg, svcs, sizeof(svcs) / sizeof(svcs[0]), &RELAY, reload,
+                        (void *)o);
     sasl_done();
     config_unref(cfg);
     return rc;

@@ -250,7 +250,8 @@ static unsigned io_thread_count(const struct config *cfg)
 }
 
 int server_run(struct config *cfg, const struct server_service *svcs, size_t n,
-               server_reload_fn reload, void *reload_arg)
+               const struct server_background *bg, server_reload_fn reload,
+               void *reload_arg)
 {
     signal(SIGPIPE, SIG_IGN);
     evthread_use_pthreads();
@@ -267,7 +268,10 @@ int server_run(struct config *cfg, const struct server_service *svcs, size_t n,
         drop_privileges(cfg) == 0 &&
         (run.srv.jobs = jobs_start(cfg->workers)) != NULL &&
         (run.loops = loops_start(io_thread_count(cfg))) != NULL) {
+        void *bg_state = bg ? bg->start(run.main, run.srv.jobs) : NULL;
         run_main_loop(&run);
+        if (bg && bg_state)
+            bg->stop(bg_state);
         rc = 0;
     }
     shutdown_all(&run);

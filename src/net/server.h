@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 struct config;
+struct event_base;
 struct jobs;
 struct tls;
 struct limits;
@@ -35,8 +36,16 @@ struct server_service {
 /* Builds a new config for SIGHUP, or NULL (the error is logged). */
 typedef struct config *(*server_reload_fn)(void *arg);
 
-/* Runs until SIGTERM/SIGINT. Returns the process exit code. */
+/* Work that runs beside the listeners on the main loop (the queue runner):
+ * started once the worker pool runs, stopped before it stops. */
+struct server_background {
+    void *(*start)(struct event_base *base, struct jobs *jobs);
+    void (*stop)(void *state);
+};
+
+/* Runs until SIGTERM/SIGINT. Returns the process exit code. bg may be NULL. */
 int server_run(struct config *cfg, const struct server_service *svcs, size_t n,
-               server_reload_fn reload, void *reload_arg);
+               const struct server_background *bg, server_reload_fn reload,
+               void *reload_arg);
 
 #endif
