@@ -8,6 +8,7 @@
 #include "auth/userdb.h"
 #include "auth/password.h"
 #include "auth/scram.h"
+#include "core/fileutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,7 +20,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -831,98 +831,18 @@ static int userdb_mkdirs(const char *dir)
     return 0;
 }
 
-/* As root, gives a new file in data_dir to the owner of data_dir, so that a
- * server that dropped privileges can still read what `pobox user` wrote. */
-static int userdb_chown_like_dir(int fd, const char *data_dir)
-{
-    struct stat dst, fst;
-
-    if (geteuid() != 0)
-        return 0;
-    if (stat(data_dir, &dst) < 0 || fstat(fd, &fst) < 0)
-        return -1;
-    if (fst.st_uid == dst.st_uid && fst.st_gid == dst.st_gid)
-        return 0;
-    return fchown(fd, dst.st_uid, dst.st_gid);
-}
-
 /* Opens and exclusively locks data_dir/users.lock. The fd, or -1. */
 static int userdb_lock(const char *data_dir)
 {
-    char path[PATH_MAX];
-
-    if (userdb_path(path, data_dir, "users.lock") < 0)
-        return -1;
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY,
-                  0600);
-    if (fd < 0)
-        return -1;
-    int rc;
-    while ((rc = flock(fd, LOCK_EX)) < 0 && errno == EINTR)
-        ;
-    if (rc < 0 || userdb_chown_like_dir(fd, data_dir) < 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        return -1;
-    }
-    return fd;
-}
-
-static int userdb_write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int userdb_fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc;
+    return file_lock(data_dir, "users.lock");
 }
 
 /* Writes content to data_dir/users.tmp (0600), fsyncs it, renames it over
  * data_dir/users and fsyncs the directory. */
 static int userdb_replace_file(const char *data_dir, const struct userdb_buf *b)
 {
-    char tmp[PATH_MAX], path[PATH_MAX];
-
-    if (userdb_path(tmp, data_dir, "users.tmp") < 0 ||
-        userdb_path(path, data_dir, "users") < 0)
-        return -1;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW |
-                       O_NOCTTY, 0600);
-    if (fd < 0)
-        return -1;
-    if (fchmod(fd, 0600) < 0 || userdb_chown_like_dir(fd, data_dir) < 0 ||
-        userdb_write_all(fd, b->p ? b->p : "", b->len) < 0 || fsync(fd) < 0) {
-        int saved = errno;
-        close(fd);
-        unlink(tmp);
-        errno = saved;
-        return -1;
-    }
-    if (close(fd) < 0 || rename(tmp, path) < 0) {
-        int saved = errno;
-        unlink(tmp);
-        errno = saved;
-        return -1;
-    }
-    return userdb_fsync_dir(data_dir);
+    return file_replace(data_dir, "users", "users.tmp", b->p ? b->p : "",
+                        b->len);
 }
 
 /* True for the extra keys userdb_put sets, which a rewrite replaces. */

@@ -6,6 +6,7 @@
  * aliases.tmp keeping every line they do not change byte for byte, fsync,
  * and rename it over aliases. The same pattern as auth/userdb.c. */
 #include "mail/aliases.h"
+#include "core/fileutil.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -15,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -723,21 +723,6 @@ int aliases_list(const char *data_dir,
 
 /* ---- writing ------------------------------------------------------------ */
 
-/* As root, gives a new file in data_dir to the owner of data_dir, so that a
- * server that dropped privileges can still read what `pobox alias` wrote. */
-static int aliases_chown_like_dir(int fd, const char *data_dir)
-{
-    struct stat dst, fst;
-
-    if (geteuid() != 0)
-        return 0;
-    if (stat(data_dir, &dst) < 0 || fstat(fd, &fst) < 0)
-        return -1;
-    if (fst.st_uid == dst.st_uid && fst.st_gid == dst.st_gid)
-        return 0;
-    return fchown(fd, dst.st_uid, dst.st_gid);
-}
-
 /* Creates dir and its missing parents with mode 0700. */
 static int aliases_mkdirs(const char *dir)
 {
@@ -776,76 +761,15 @@ static int aliases_lock(const char *data_dir)
     if (aliases_path(path, data_dir, "aliases.lock") < 0 ||
         aliases_mkdirs(data_dir) < 0)
         return -1;
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY,
-                  0600);
-    if (fd < 0)
-        return -1;
-    int rc;
-    while ((rc = flock(fd, LOCK_EX)) < 0 && errno == EINTR)
-        ;
-    if (rc < 0 || aliases_chown_like_dir(fd, data_dir) < 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        return -1;
-    }
-    return fd;
-}
-
-static int aliases_write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int aliases_fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc;
+    return file_lock(data_dir, "aliases.lock");
 }
 
 /* Writes content to data_dir/aliases.tmp (0600), fsyncs it, renames it over
  * data_dir/aliases and fsyncs the directory. */
 static int aliases_replace_file(const char *data_dir, const struct aliases_buf *b)
 {
-    char tmp[PATH_MAX], path[PATH_MAX];
-
-    if (aliases_path(tmp, data_dir, "aliases.tmp") < 0 ||
-        aliases_path(path, data_dir, "aliases") < 0)
-        return -1;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW |
-                       O_NOCTTY, 0600);
-    if (fd < 0)
-        return -1;
-    if (fchmod(fd, 0600) < 0 || aliases_chown_like_dir(fd, data_dir) < 0 ||
-        aliases_write_all(fd, b->p ? b->p : "", b->len) < 0 || fsync(fd) < 0) {
-        int saved = errno;
-        close(fd);
-        unlink(tmp);
-        errno = saved;
-        return -1;
-    }
-    if (close(fd) < 0 || rename(tmp, path) < 0) {
-        int saved = errno;
-        unlink(tmp);
-        errno = saved;
-        return -1;
-    }
-    return aliases_fsync_dir(data_dir);
+    return file_replace(data_dir, "aliases", "aliases.tmp", b->p ? b->p : "",
+                        b->len);
 }
 
 /* What a rewrite does to one alias. */

@@ -13,6 +13,7 @@
  * msg/ID, whose inode never changes, so an update never brings back an
  * entry removed meanwhile. */
 #include "mail/queue.h"
+#include "core/fileutil.h"
 #include "core/strutil.h"
 
 #include <dirent.h>
@@ -79,47 +80,21 @@ static int queue_path(char *buf, const struct config *cfg, const char *sub,
     return 0;
 }
 
-static int queue_write_all(int fd, const char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int queue_fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    int saved = errno;
-    close(fd);
-    errno = saved;
-    return rc;
-}
-
 /* As root, gives a new file or directory to the owner of data_dir, so that
  * a server that dropped privileges can handle what `pobox` wrote. */
 static int queue_fix_owner(int fd, const char *path, const char *data_dir)
 {
     struct stat dst, st;
 
+    if (fd >= 0)
+        return file_chown_like_dir(fd, data_dir);
     if (geteuid() != 0)
         return 0;
-    if (stat(data_dir, &dst) < 0 ||
-        (fd >= 0 ? fstat(fd, &st) : lstat(path, &st)) < 0)
+    if (stat(data_dir, &dst) < 0 || lstat(path, &st) < 0)
         return -1;
     if (st.st_uid == dst.st_uid && st.st_gid == dst.st_gid)
         return 0;
-    return fd >= 0 ? fchown(fd, dst.st_uid, dst.st_gid)
-                   : lchown(path, dst.st_uid, dst.st_gid);
+    return lchown(path, dst.st_uid, dst.st_gid);
 }
 
 /* Creates path (0700) under parent unless it exists; a new directory is
@@ -130,7 +105,7 @@ static int queue_mkdir(const char *path, const char *parent, const char *data_di
         return errno == EEXIST ? 0 : -1;
     if (queue_fix_owner(-1, path, data_dir) < 0)
         return -1;
-    return queue_fsync_dir(parent);
+    return file_fsync_dir(parent);
 }
 
 /* data_dir/queue and its tmp/ msg/ env/. */
@@ -387,7 +362,7 @@ static int queue_write_file(char *path, bool excl, const struct queue_buf *b,
     if (fd < 0)
         return -1;
     if (queue_fix_owner(fd, NULL, data_dir) < 0 ||
-        queue_write_all(fd, b->p, b->len) < 0 || fsync(fd) < 0) {
+        file_write_all(fd, b->p, b->len) < 0 || fsync(fd) < 0) {
         int saved = errno;
         close(fd);
         unlink(path);
@@ -803,7 +778,7 @@ static int queue_write_msg(const char *path, const char *prefix, int msg_fd,
         goto fail;
     if (prefix) {
         size_t plen = strlen(prefix);
-        if (queue_write_all(fd, prefix, plen) < 0)
+        if (file_write_all(fd, prefix, plen) < 0)
             goto fail;
         n += plen;
         for (const char *p = prefix; (p = strchr(p, '\n')); p++)
@@ -817,7 +792,7 @@ static int queue_write_msg(const char *path, const char *prefix, int msg_fd,
             goto fail;
         if (r == 0)
             break;
-        if (queue_write_all(fd, buf, (size_t)r) < 0)
+        if (file_write_all(fd, buf, (size_t)r) < 0)
             goto fail;
         off += r;
         n += (uint64_t)r;
@@ -875,7 +850,7 @@ static int queue_put_files(const struct config *cfg, struct queue_entry *e,
     }
     msg_in = true;
     /* the message is durable before its envelope can be */
-    if (queue_fsync_dir(msg_dir) < 0 || queue_format(&b, e) < 0 ||
+    if (file_fsync_dir(msg_dir) < 0 || queue_format(&b, e) < 0 ||
         queue_write_file(tmp_env, true, &b, cfg->data_dir) < 0)
         goto fail;
     if (queue_rename_new(tmp_env, env) < 0) {
@@ -885,7 +860,7 @@ static int queue_put_files(const struct config *cfg, struct queue_entry *e,
         goto fail;
     }
     env_in = true;
-    if (queue_fsync_dir(env_dir) < 0)
+    if (file_fsync_dir(env_dir) < 0)
         goto fail;
     free(b.p);
     return 0;
@@ -992,7 +967,7 @@ int queue_update(const struct config *cfg, const struct queue_entry *e)
         errno = saved;
         goto out;
     }
-    rc = queue_fsync_dir(env_dir);
+    rc = file_fsync_dir(env_dir);
 out:;
     int saved = errno;
     if (lock >= 0)
@@ -1022,7 +997,7 @@ int queue_remove(const struct config *cfg, const char *id)
     bool had_env = unlink(env) == 0;
     if (!had_env && errno != ENOENT)
         rc = -1;
-    else if (had_env && queue_fsync_dir(env_dir) < 0)
+    else if (had_env && file_fsync_dir(env_dir) < 0)
         rc = -1;
     /* the message goes only once its envelope is gone for good */
     bool had_msg = false;
@@ -1030,7 +1005,7 @@ int queue_remove(const struct config *cfg, const char *id)
         had_msg = unlink(msg) == 0;
         if (!had_msg && errno != ENOENT)
             rc = -1;
-        else if (had_msg && queue_fsync_dir(msg_dir) < 0)
+        else if (had_msg && file_fsync_dir(msg_dir) < 0)
             rc = -1;
     }
     int saved = errno;

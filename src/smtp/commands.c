@@ -157,10 +157,8 @@ static void cmd_rcpt(struct smtp_session *s, const char *arg)
         return;
     }
     postmaster_address(s, a.address, sizeof a.address);
-    if (check_recipient(s, a.address) != 0) {
-        s->rejected_rcpts++;
+    if (check_recipient(s, a.address) != 0)
         return;
-    }
     if (!envelope_add_rcpt(&s->env, a.address, a.notify,
                            a.has_orcpt ? a.orcpt : NULL)) {
         smtp_reply(s, "452 4.3.1 Insufficient system storage");

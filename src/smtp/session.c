@@ -71,7 +71,6 @@ void smtp_session_reset(struct smtp_session *s)
 {
     smtp_data_abort(s);
     envelope_reset(&s->env);
-    s->rejected_rcpts = 0;
     if (s->phase != PHASE_GREET)
         s->phase = PHASE_READY;
     if (s->conn)

@@ -46,7 +46,6 @@ struct smtp_session {
     char authed[256];           /* the authenticated user, "" if none */
     struct sasl_session *sasl;  /* an AUTH exchange is running */
     struct envelope env;
-    size_t rejected_rcpts;
 
     /* DATA / BDAT */
     struct spool *spool;
