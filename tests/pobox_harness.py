@@ -350,7 +350,9 @@ class Pop3:
 DEFAULT_CONFIG = {
     "server": {"hostname": HOSTNAME, "domains": DOMAIN, "user": "",
                "io_threads": "2", "workers": "2"},
-    "listen": {"submission": "", "submissions": "", "smtp": ""},
+    # listen.smtp, listen.submission and listen.submissions get free
+    # loopback ports (write_config); a test disables one by setting it to ""
+    "listen": {},
     "tls": {"cert": "", "key": ""},
     "auth": {"plaintext_without_tls": "yes", "failure_delay": "0"},
     "limits": {},
@@ -374,6 +376,9 @@ class Server:
         self.proc = None
         self.pop3_port = None
         self.pop3s_port = None
+        self.smtp_port = None           # listen.smtp (25)
+        self.submission_port = None     # listen.submission (587, STARTTLS)
+        self.submissions_port = None    # listen.submissions (465, implicit TLS)
         self.extra_listen = {}      # "pop3" -> extra addresses (e.g. [::1]:p)
         self.passwords = set()      # every password used, for the log check
         self.starts = 0
@@ -385,6 +390,10 @@ class Server:
         pop3 = ["127.0.0.1:%d" % self.pop3_port] + self.extra_listen.get("pop3", [])
         cfg["listen"]["pop3"] = ", ".join(pop3)
         cfg["listen"]["pop3s"] = "127.0.0.1:%d" % self.pop3s_port
+        for key in SMTP_LISTENERS:
+            if cfg["listen"].get(key) is None:
+                port = getattr(self, key + "_port")     # None: not started yet
+                cfg["listen"][key] = "127.0.0.1:%d" % port if port else ""
         text = "# written by tests/pobox_harness.py\n"
         for section, keys in cfg.items():
             if not keys:
@@ -441,10 +450,54 @@ class Server:
                         s.sendall(b"QUIT\r\n")
                         with socket.create_connection(("127.0.0.1", self.pop3s_port), timeout=2):
                             pass
-                        return True
+                        return self._smtp_ready(deadline)
             except OSError:
                 pass
             time.sleep(0.05)
+        return False
+
+    def smtp_listeners(self):
+        """{listen key: port} of the SMTP listeners this server has."""
+        return {k: getattr(self, k + "_port") for k in SMTP_LISTENERS
+                if self.config.get("listen", {}).get(k) is None}
+
+    def _smtp_ready(self, deadline):
+        """Called once POP3 answers: the SMTP listeners accept connections
+        and port 25 greets with 220. A binary that does not serve SMTP yet
+        (listen.smtp validated but not bound) is detected once and then not
+        waited for, so that the POP3 modules keep working with it."""
+        key = _binary_key()
+        served = _SMTP_SERVED.get(key)
+        if served is False:
+            return True
+        if served is None:
+            deadline = min(deadline, time.monotonic() + 1.5)
+        ports = self.smtp_listeners()
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                for k, port in ports.items():
+                    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                        if k != "submissions":
+                            s.settimeout(5)
+                            data = b""
+                            while b"\r\n" not in data:
+                                d = s.recv(4096)
+                                if not d:
+                                    break
+                                data += d
+                            if not data.startswith(b"220"):
+                                raise OSError("SMTP greeting %r" % data)
+                            s.sendall(b"QUIT\r\n")
+                _SMTP_SERVED[key] = True
+                return True
+            except OSError:
+                pass
+            time.sleep(0.05)
+        if served is None:
+            _SMTP_SERVED[key] = False
+            return True
         return False
 
     def start(self, new_ports=True):
@@ -454,6 +507,8 @@ class Server:
             if new_ports or self.pop3_port is None or attempt > 0:
                 self.pop3_port = free_port()
                 self.pop3s_port = free_port()
+                for key in SMTP_LISTENERS:
+                    setattr(self, key + "_port", free_port())
                 for k, addrs in list(self.extra_listen.items()):
                     self.extra_listen[k] = [re.sub(r":\d+$", ":%d" % free_port("::1"), a)
                                             for a in addrs]
@@ -522,6 +577,14 @@ class Server:
             assert c.greeting.startswith(b"+OK"), c.greeting
             c.cmd("QUIT")
 
+    def assert_smtp_alive(self):
+        """The process runs and a new SMTP client gets a 220 greeting."""
+        assert self.alive(), "pobox serve died (rc %r); log tail:\n%s" % (
+            self.proc and self.proc.returncode, self.log_text()[-2000:])
+        with self.smtp_connect() as c:
+            assert c.greeting.code == 220, c.greeting
+            assert c.cmd("QUIT").code == 221
+
     def log_text(self):
         try:
             return self.logfile.read_bytes().decode("utf-8", "replace")
@@ -555,6 +618,56 @@ class Server:
             assert resp_code(r) == "IN-USE" and time.monotonic() < deadline, \
                 "PASS for %s: %r" % (user, r)
             time.sleep(0.2)
+
+    def smtp_connect(self, listener="smtp", tls=None, **kw) -> "Smtp":
+        """A raw SMTP client on listener 'smtp' (25), 'submission' (587)
+        or 'submissions' (465, implicit TLS unless tls=False)."""
+        if tls is None:
+            tls = listener == "submissions"
+        return Smtp(getattr(self, listener + "_port"), tls=tls, **kw)
+
+    def smtp_session(self, listener="submission", user=None, password=None,
+                     starttls=None, ehlo="client.example.net", **kw) -> "Smtp":
+        """A connection after EHLO, STARTTLS and EHLO again (by default on
+        587 and on 25; never on 465) and, when user is given, AUTH PLAIN."""
+        c = self.smtp_connect(listener, **kw)
+        try:
+            assert c.greeting.code == 220, c.greeting
+            r = c.ehlo(ehlo)
+            assert r.code == 250, r
+            if starttls is None:
+                starttls = not c.tls
+            if starttls:
+                r = c.starttls()
+                assert r.code == 220, r
+                r = c.ehlo(ehlo)
+                assert r.code == 250, r
+            if user is not None:
+                r = c.auth_plain(user, password)
+                assert r == (235, [b"2.7.0 Authentication successful"]), c.transcript()
+        except BaseException:
+            c.close()
+            raise
+        return c
+
+    def smtplib(self, listener="submission", starttls=None, login=None):
+        """A smtplib client (10 s timeout, certificate not checked) after
+        EHLO, STARTTLS (587 and 25 by default) and, with login=(user, pw),
+        AUTH PLAIN."""
+        implicit = listener == "submissions"
+        s = smtp(getattr(self, listener + "_port"), tls=implicit)
+        try:
+            s.ehlo("client.example.net")
+            if starttls if starttls is not None else not implicit:
+                s.starttls(context=tls_client_context())
+                s.ehlo("client.example.net")
+            if login:
+                s.auth("PLAIN", lambda challenge=None: "\0%s\0%s" % login,
+                       initial_response_ok=True)
+        except BaseException:
+            s.close()
+            raise
+        return s
 
     # -- CLI
     def cli(self, *args, input=None, timeout=60, conf=True):
@@ -608,6 +721,46 @@ class Server:
                 files += [p for p in (md / d).iterdir() if p.is_file()]
         return sorted(files, key=lambda p: p.name)
 
+    def alias_add(self, alias, *targets):
+        """`pobox alias add ALIAS TARGET...` (ALIAS may be '@domain')."""
+        r = self.cli("alias", "add", alias, *targets)
+        assert r.returncode == 0, "alias add %s %s: rc=%d stderr=%r" % (
+            alias, " ".join(targets), r.returncode, r.stderr)
+
+    def new_files(self, address):
+        """The message files in the Maildir's new/, oldest first."""
+        d = self.maildir(address) / "new"
+        if not d.is_dir():
+            return []
+        files = [p for p in d.iterdir() if p.is_file()]
+        return sorted(files, key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+    def delivered(self, address):
+        """The contents of the files in new/, oldest first."""
+        return [p.read_bytes() for p in self.new_files(address)]
+
+    def tmp_files(self, address):
+        d = self.maildir(address) / "tmp"
+        return sorted(p for p in d.iterdir()) if d.is_dir() else []
+
+    @property
+    def queue_dir(self) -> Path:
+        return self.data_dir / "queue"
+
+    def queue_files(self, kind="msg"):
+        """The files in data_dir/queue/msg (the messages) or queue/env (the
+        envelopes), sorted by name; hidden and temporary names skipped."""
+        d = self.queue_dir / kind
+        if not d.is_dir():
+            return []
+        return sorted(p for p in d.iterdir()
+                      if p.is_file() and not p.name.startswith(".")
+                      and not p.name.endswith(".tmp"))
+
+    def queue_count(self):
+        """(files in queue/msg, files in queue/env)."""
+        return len(self.queue_files("msg")), len(self.queue_files("env"))
+
     def secret(self):
         """A fresh wrong password, remembered for the log check."""
         pw = "Wrong-%s-%s" % (unique("w"), os.urandom(4).hex())
@@ -619,6 +772,406 @@ class Server:
             return len(os.listdir("/proc/%d/fd" % self.proc.pid))
         except OSError:
             return -1
+
+
+# ---------------------------------------------------------------------------
+# SMTP
+
+SMTP_LISTENERS = ("smtp", "submission", "submissions")
+_SMTP_SERVED = {}       # binary -> whether it serves SMTP (see _smtp_ready)
+
+# a relay.smarthost where nothing listens: queued mail stays in the queue
+# (connection refused is a temporary failure) instead of leaving the machine
+DEAD_SMARTHOST = "127.0.0.1:9"
+
+
+def _binary_key():
+    try:
+        st = POBOX.stat()
+        return (str(POBOX), st.st_mtime_ns, st.st_size)
+    except OSError:
+        return (str(POBOX), 0, 0)
+
+
+def smtp(port, tls=False, host="127.0.0.1", timeout=TIMEOUT, context=None):
+    """smtplib.SMTP (or SMTP_SSL for implicit TLS) connected to the port,
+    with a 10 s timeout and no certificate check."""
+    import smtplib
+    if tls:
+        return smtplib.SMTP_SSL(host, port, timeout=timeout,
+                                context=context or tls_client_context())
+    return smtplib.SMTP(host, port, timeout=timeout)
+
+
+ENHANCED_RE = re.compile(rb"^([245]\.\d{1,3}\.\d{1,3})(?: |$)")
+
+
+class Reply(tuple):
+    """An SMTP reply: (code, lines), lines being the text after "NNN-" or
+    "NNN " of each line. Compares equal to a plain (code, lines) tuple."""
+
+    def __new__(cls, code, lines):
+        return tuple.__new__(cls, (code, lines))
+
+    code = property(lambda self: self[0])
+    lines = property(lambda self: self[1])
+
+    @property
+    def line(self) -> bytes:
+        """The last line as sent, e.g. b'250 2.1.0 Ok'."""
+        return b"%d %s" % (self.code, self.lines[-1] if self.lines else b"")
+
+    @property
+    def enhanced(self):
+        """The RFC 3463 enhanced status code of the last line, or None."""
+        m = ENHANCED_RE.match(self.lines[-1] if self.lines else b"")
+        return m.group(1).decode() if m else None
+
+    def __repr__(self):
+        return "Reply(%d, %r)" % (self.code, self.lines)
+
+
+def dot_stuff(message: bytes) -> bytes:
+    """A CRLF message as DATA sends it: leading dots doubled, a final CRLF
+    ensured, then '.' CRLF."""
+    if message and not message.endswith(b"\r\n"):
+        message += b"\r\n"
+    stuffed = re.sub(rb"(?m)^\.", b"..", message)
+    return stuffed + b".\r\n"
+
+
+def crlf(data: bytes) -> bytes:
+    """LF line ends turned into CRLF (CRLF kept)."""
+    return re.sub(rb"(?<!\r)\n", b"\r\n", data)
+
+
+def lf(data: bytes) -> bytes:
+    """CRLF turned into LF, as a Maildir file stores a message."""
+    return data.replace(b"\r\n", b"\n")
+
+
+class Smtp(Pop3):
+    """A minimal SMTP client on a raw socket (the socket and buffer code of
+    Pop3). Every line sent and received is kept in a transcript for
+    assertion messages."""
+
+    def __init__(self, port, host="127.0.0.1", tls=False, context=None,
+                 timeout=TIMEOUT, source=None, read_greeting=True, rcvbuf=None):
+        self.log = []
+        super().__init__(port, host=host, tls=tls, context=context, timeout=timeout,
+                         source=source, read_greeting=False, rcvbuf=rcvbuf)
+        self.ehlo_reply = None
+        self.greeting = self.reply() if read_greeting else None
+
+    # -- transcript
+    def _note(self, who, data: bytes):
+        if len(data) > 300:
+            data = data[:200] + b"...(%d octets)" % len(data)
+        if data.endswith(b"\r\n"):
+            data = data[:-2]
+        self.log.append(who + data.replace(b"\r\n", b"\r\n" + b" " * len(who)))
+        del self.log[:-200]
+
+    def transcript(self) -> str:
+        return "\n".join(l.decode("utf-8", "replace") for l in self.log)
+
+    def send(self, data: bytes):
+        self._note(b"C: ", data)
+        self.sock.sendall(data)
+
+    def readline(self) -> bytes:
+        line = super().readline()
+        self._note(b"S: ", line)
+        return line
+
+    # -- replies
+    def reply(self) -> Reply:
+        """One (possibly multi-line) reply."""
+        code, lines = None, []
+        while True:
+            line = self.readline()
+            m = re.match(rb"^([2-5]\d\d)([ -])(.*)$", line, re.S)
+            if not m and re.match(rb"^[2-5]\d\d$", line):    # "250" alone
+                m = re.match(rb"^(\d\d\d)()()$", line)
+            assert m, "malformed SMTP reply line %r\n%s" % (line, self.transcript())
+            c = int(m.group(1))
+            assert code is None or c == code, \
+                "reply code changes inside a multi-line reply\n%s" % self.transcript()
+            code = c
+            lines.append(m.group(3))
+            if m.group(2) != b"-":
+                return Reply(code, lines)
+
+    def replies(self, n):
+        return [self.reply() for _ in range(n)]
+
+    def cmd(self, line) -> Reply:
+        if isinstance(line, str):
+            line = line.encode("utf-8")
+        self.send(line + b"\r\n")
+        return self.reply()
+
+    # -- commands
+    def ehlo(self, name="client.example.net") -> Reply:
+        r = self.cmd("EHLO " + name)
+        if r.code == 250:
+            self.ehlo_reply = r
+        return r
+
+    def extensions(self):
+        """{KEYWORD: [params]} of the last successful EHLO."""
+        assert self.ehlo_reply is not None, "no EHLO yet"
+        out = {}
+        for l in self.ehlo_reply.lines[1:]:
+            parts = l.decode("utf-8", "replace").split()
+            if parts:
+                out[parts[0].upper()] = parts[1:]
+        return out
+
+    def starttls(self, context=None) -> Reply:
+        r = self.cmd("STARTTLS")
+        if r.code == 220:
+            assert self.unread == b"", "bytes after the STARTTLS reply: %r" % self.unread
+            self.sock = (context or tls_client_context()).wrap_socket(self.sock)
+            self.tls = True
+            self.ehlo_reply = None
+            self._note(b"-- ", b"TLS " + self.sock.version().encode())
+        return r
+
+    def auth_plain(self, user, password, authzid="") -> Reply:
+        import base64
+        msg = ("%s\0%s\0%s" % (authzid, user, password)).encode("utf-8")
+        return self.cmd("AUTH PLAIN " + base64.b64encode(msg).decode())
+
+    def mail(self, sender, params="") -> Reply:
+        return self.cmd("MAIL FROM:<%s>%s" % (sender, " " + params if params else ""))
+
+    def rcpt(self, recipient, params="") -> Reply:
+        return self.cmd("RCPT TO:<%s>%s" % (recipient, " " + params if params else ""))
+
+    def data(self, message: bytes):
+        """DATA, then the CRLF message dot-stuffed: (354 reply, final reply),
+        the final one None when DATA was refused."""
+        r = self.cmd("DATA")
+        if r.code != 354:
+            return r, None
+        self.send(dot_stuff(message))
+        return r, self.reply()
+
+    def bdat(self, chunk: bytes, last=False) -> Reply:
+        self.send(b"BDAT %d%s\r\n" % (len(chunk), b" LAST" if last else b"") + chunk)
+        return self.reply()
+
+    def send_mail(self, sender, recipients, message: bytes, mail_params="") -> Reply:
+        """A whole transaction that must succeed up to DATA's 354; returns
+        the reply after the data."""
+        r = self.mail(sender, mail_params)
+        assert r.code == 250, "MAIL: %r\n%s" % (r, self.transcript())
+        for rcpt in recipients:
+            r = self.rcpt(rcpt)
+            assert r.code == 250, "RCPT %s: %r\n%s" % (rcpt, r, self.transcript())
+        r354, final = self.data(message)
+        assert r354.code == 354, "DATA: %r\n%s" % (r354, self.transcript())
+        return final
+
+    def quit(self) -> Reply:
+        try:
+            return self.cmd("QUIT")
+        finally:
+            self.close()
+
+
+QUEUED_RE = re.compile(rb"^2\.0\.0 Ok: queued as \S+$")
+
+
+def assert_queued(r: Reply, c: "Smtp" = None):
+    """The reply to the end of the data says the message was accepted."""
+    assert r is not None and r.code == 250 and len(r.lines) == 1 \
+        and QUEUED_RE.match(r.lines[0]), "message not accepted: %r\n%s" % (
+            r, c.transcript() if c else "")
+
+
+def smtp_message(subject="test", body=b"Hello.\r\n", sender="sender@example.net",
+                 to="someone@example.org", extra_headers=b"", message_id=True,
+                 date=True) -> bytes:
+    """A CRLF message for SMTP with From, To, Subject and (unless turned
+    off) Message-ID and Date."""
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    head = b"From: " + sender.encode() + b"\r\nTo: " + to.encode() + b"\r\n"
+    head += b"Subject: " + subject.encode("utf-8") + b"\r\n"
+    if date:
+        head += b"Date: Mon, 02 Jan 2023 10:00:00 +0000\r\n"
+    if message_id:
+        head += b"Message-ID: <" + unique("m").encode() + b"@example.net>\r\n"
+    return head + crlf(extra_headers) + b"\r\n" + body
+
+
+def header_fields(msg: bytes):
+    """([(lower-case name, raw field with its continuation lines and line
+    ends)], rest from the empty line on) of a message with LF or CRLF
+    line ends."""
+    fields, pos = [], 0
+    while pos < len(msg):
+        end = msg.find(b"\n", pos)
+        end = len(msg) if end < 0 else end + 1
+        line = msg[pos:end]
+        if line in (b"\n", b"\r\n"):
+            break
+        if line[:1] in (b" ", b"\t") and fields:
+            name, raw = fields[-1]
+            fields[-1] = (name, raw + line)
+        else:
+            fields.append((line.split(b":", 1)[0].strip().lower().decode("latin-1"), line))
+        pos = end
+    return fields, msg[pos:]
+
+
+TRACE_FIELDS = ("return-path", "delivered-to", "received")
+
+
+def split_trace(stored: bytes, original: bytes):
+    """A delivered file is the original message (LF line ends) with trace
+    fields put on top. Returns {name: [raw fields]} of what was put on top;
+    fails when the rest is not byte-identical to the original."""
+    expected = lf(original)
+    assert stored.endswith(expected), (
+        "the stored message does not end with the original\n--- stored:\n%r\n"
+        "--- original (LF):\n%r" % (stored[:3000], expected[:3000]))
+    prefix = stored[:len(stored) - len(expected)]
+    fields, rest = header_fields(prefix + b"\n")
+    assert rest == b"\n", "the prefix is not header fields: %r" % prefix
+    out = {}
+    for name, raw in fields:
+        out.setdefault(name, []).append(raw)
+    return out
+
+
+def unfold(field: bytes) -> bytes:
+    """A header field on one line (RFC 5322 unfolding, line end removed)."""
+    return re.sub(rb"\r?\n(?=[ \t])", b"", field).rstrip(b"\r\n")
+
+
+def check_received(field: bytes, protocol, client_ip="127.0.0.1", helo=None,
+                   max_age=600):
+    """Checks the Received: field pobox wrote: 'from HELO ... by HOSTNAME
+    ... with PROTOCOL ...; DATE' (RFC 5321 4.4, RFC 3848 protocol types;
+    protocol may be a tuple of acceptable ones),
+    the client address present (client_ip) or absent (client_ip=None), the
+    date recent. Returns the unfolded field."""
+    import email.utils
+    line = unfold(field)
+    assert line.startswith(b"Received: from "), "not a Received: field: %r" % line
+    if helo:
+        assert line.startswith(b"Received: from " + helo.encode()), \
+            "Received: does not start with the EHLO name %s: %r" % (helo, line)
+    assert re.search(rb"\bby " + re.escape(HOSTNAME.encode()) + rb"\b", line), \
+        "Received: lacks 'by %s': %r" % (HOSTNAME, line)
+    m = re.search(rb"\bwith ([A-Za-z0-9]+)\b", line)
+    protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
+    assert m and m.group(1).decode() in protocols, \
+        "Received: 'with %s' expected: %r" % (" or ".join(protocols), line)
+    if client_ip is None:
+        assert b"127.0.0.1" not in line and b"::1" not in line, \
+            "the client address is in Received: %r" % line
+    else:
+        assert client_ip.encode() in line, "Received: lacks %s: %r" % (client_ip, line)
+    assert b";" in line, "Received: has no date: %r" % line
+    date = line.rsplit(b";", 1)[1].strip().decode("latin-1")
+    try:
+        when = email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError):
+        raise AssertionError("Received: date %r does not parse: %r" % (date, line))
+    assert when.tzinfo is not None, "Received: date without a zone: %r" % line
+    age = time.time() - when.timestamp()
+    assert -120 < age < max_age, "Received: date %r is %.0f s off" % (date, age)
+    return line
+
+
+def check_trace(stored: bytes, original: bytes, sender, recipients, protocol,
+                client_ip="127.0.0.1", helo=None):
+    """A delivered file is the original (LF line ends) under exactly one
+    Return-Path: <sender>, one Delivered-To: naming one of recipients
+    (with or without <>, the domain compared case-insensitively) and one
+    Received: line. Returns the unfolded Received: line."""
+    t = split_trace(stored, original)
+    assert sorted(t) == sorted(TRACE_FIELDS), "trace fields on top: %r" % t
+    assert t["return-path"] == [b"Return-Path: <" + sender.encode("utf-8") + b">\n"], t
+    assert len(t["delivered-to"]) == 1, t
+    m = re.match(rb"^Delivered-To: <?([^<>\s]+)>?\n$", t["delivered-to"][0])
+    assert m, t["delivered-to"]
+    got = m.group(1).decode("utf-8")
+
+    def norm(a):
+        local, _, domain = a.rpartition("@")
+        return local + "@" + domain.lower()
+    assert norm(got) in [norm(r) for r in recipients], \
+        "Delivered-To: %s, expected one of %r" % (got, recipients)
+    assert len(t["received"]) == 1, "pobox added %d Received: fields" % len(t["received"])
+    return check_received(t["received"][0], protocol, client_ip=client_ip, helo=helo)
+
+
+def remove_fields(msg: bytes, names):
+    """Removes every header field called one of names from the header
+    section: (removed {name: [raw]}, message without them)."""
+    fields, rest = header_fields(msg)
+    removed, kept = {}, []
+    for name, raw in fields:
+        if name in names:
+            removed.setdefault(name, []).append(raw)
+        else:
+            kept.append(raw)
+    return removed, b"".join(kept) + rest
+
+
+class Msmtp:
+    """msmtp (Debian package msmtp) with its own config file: 587 with
+    STARTTLS (tls='starttls'), 465 (tls='implicit') or no TLS ('off');
+    the password comes from passwordeval, never the command line. msmtp
+    adds no From/Date/Message-ID of its own here (set_*_header off), so
+    what reaches pobox is exactly the message given."""
+
+    def __init__(self, home, port, user=None, password=None, tls="starttls",
+                 auth="plain", sender=None, extra=""):
+        self.home = Path(home)
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.rc = self.home / "msmtprc"
+        self.log = self.home / "msmtp.log"
+        lines = ["defaults",
+                 {"starttls": "tls on\ntls_starttls on\ntls_certcheck off",
+                  "implicit": "tls on\ntls_starttls off\ntls_certcheck off",
+                  "off": "tls off"}[tls],
+                 "timeout 20",
+                 "logfile %s" % self.log,
+                 "set_from_header off",
+                 "set_date_header off",
+                 "set_msgid_header off",
+                 "account test",
+                 "host 127.0.0.1",
+                 "port %d" % port,
+                 "domain client.example.net",
+                 "from %s" % (sender or user or "sender@example.net")]
+        if user is None:
+            lines.append("auth off")
+        else:
+            pwfile = self.home / "password"
+            pwfile.write_text(password + "\n")
+            os.chmod(pwfile, 0o600)
+            lines += ["auth %s" % auth, "user %s" % user,
+                      'passwordeval "cat %s"' % pwfile]
+        self.rc.write_text("\n".join(lines) + "\n" + extra)
+        os.chmod(self.rc, 0o600)
+
+    def send(self, recipients, message: bytes, *args, timeout=60):
+        env = dict(os.environ, HOME=str(self.home))
+        return subprocess.run(["msmtp", "-C", str(self.rc), "-a", "test"] + list(args) +
+                              ["--"] + list(recipients), input=message,
+                              capture_output=True, timeout=timeout, env=env)
+
+    def output(self, r) -> str:
+        log = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return ("rc %d\n%s%s\n%s" % (r.returncode, r.stdout.decode(errors="replace"),
+                                     r.stderr.decode(errors="replace"), log))[-4000:]
 
 
 def make_message(subject="test", body=b"Hello.\n", extra_headers=b""):

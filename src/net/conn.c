@@ -21,6 +21,7 @@
 #include "net/tls.h"
 
 #define READ_HIGH_WATER (64 * 1024)
+#define IDLE_GOODBYE_SECS 2
 
 struct conn {
     struct loop *loop;
@@ -226,14 +227,19 @@ static void on_timeout(struct conn *c, short what)
         bufferevent_enable(c->bev, EV_READ);
         return;
     }
+    size_t unsent = conn_output_len(c);  /* nonzero: the client is not reading */
     c->in_callback++;
     c->ops->on_idle(c->ctx);
     c->in_callback--;
-    if (c->closing)
+    if (c->closing) {
         finish_close(c);
-    else if (!c->flush_then_close)
+    } else if (!c->flush_then_close || unsent > 0) {
         conn_close(c, "idle_timeout");
-    /* else the goodbye is being sent; the close follows the flush */
+    } else {
+        /* The goodbye gets a short while to leave, then the close. */
+        set_timeouts(c, IDLE_GOODBYE_SECS);
+        bufferevent_enable(c->bev, EV_WRITE);
+    }
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *arg)
