@@ -77,17 +77,19 @@ static int bounce_one(const struct config *cfg, const char *id)
         return 1;
     }
     struct relay_dsn_rcpt dsn[e.n_rcpts ? e.n_rcpts : 1];
+    char bufs[e.n_rcpts ? e.n_rcpts : 1][600], stat[e.n_rcpts ? e.n_rcpts : 1][16];
     size_t n = 0;
     for (size_t i = 0; i < e.n_rcpts; i++) {
         if (e.rcpts[i].state != QUEUE_PENDING)
             continue;
         dsn[n] = (struct relay_dsn_rcpt){
             .address = e.rcpts[i].address, .orcpt = e.rcpts[i].orcpt,
-            .action = RELAY_DSN_FAILED, .status = "5.0.0",
-            .smtp_reply = e.rcpts[i].last_error,
-            .reason = "returned to the sender by the postmaster",
-            .last_attempt = time(NULL),
+            .action = RELAY_DSN_FAILED, .last_attempt = time(NULL),
         };
+        relay_bounce_describe(e.rcpts[i].last_error, bufs[n], stat[n], &dsn[n]);
+        dsn[n].status = "5.0.0";
+        if (!dsn[n].smtp_reply)
+            dsn[n].reason = "returned to the sender by the postmaster";
         n++;
     }
     int rc = relay_bounce(cfg, &e, RELAY_DSN_FAILURE, dsn, n);

@@ -41,13 +41,14 @@ bool str_copy(char *out, size_t outsz, const char *in)
     return fits;
 }
 
-const char *str_log_safe(char *out, size_t outsz, const char *in, size_t len)
+static const char *log_escape(char *out, size_t outsz, const char *in, size_t len,
+                              bool spaces)
 {
     size_t o = 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)in[i];
         char tmp[8];
-        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\' && c != ' ') {
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\' && (spaces || c != ' ')) {
             tmp[0] = (char)c;
             tmp[1] = '\0';
         } else
@@ -66,6 +67,16 @@ const char *str_log_safe(char *out, size_t outsz, const char *in, size_t len)
     if (outsz)
         out[o < outsz ? o : outsz - 1] = '\0';
     return out;
+}
+
+const char *str_log_safe(char *out, size_t outsz, const char *in, size_t len)
+{
+    return log_escape(out, outsz, in, len, false);
+}
+
+const char *str_log_quoted(char *out, size_t outsz, const char *in, size_t len)
+{
+    return log_escape(out, outsz, in, len, true);
 }
 
 int str_hexval(char c)

@@ -16,5 +16,7 @@ int str_hexval(char c);
 /* Bytes safe to put in a logfmt value: printable ASCII except '"' and '\\';
  * anything else becomes \xNN; cut at outsz with "...". Returns out. */
 const char *str_log_safe(char *out, size_t outsz, const char *in, size_t len);
+/* The same for a value between double quotes: spaces stay. */
+const char *str_log_quoted(char *out, size_t outsz, const char *in, size_t len);
 
 #endif

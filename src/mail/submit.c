@@ -16,6 +16,7 @@
 #include "mail/queue.h"
 #include "mail/recipient.h"
 #include "mail/spool.h"
+#include "relay/bounce.h"
 #include "store/store.h"
 
 __attribute__((format(printf, 4, 5)))
@@ -82,6 +83,8 @@ static char *make_prefix(const struct config *cfg, const struct envelope *env,
 struct targets {
     struct recipient_list rl;
     struct envelope_rcpt *remote;   /* DSN data for rl.remote[i] */
+    const struct envelope_rcpt **notify_local;  /* NOTIFY=SUCCESS, local */
+    size_t n_notify_local;
 };
 
 /* The remote addresses rcpt expanded to inherit its DSN parameters; an
@@ -112,6 +115,7 @@ static void targets_free(struct targets *t)
     for (size_t i = 0; t->remote && i < t->rl.n_remote; i++)
         free(t->remote[i].orcpt);
     free(t->remote);
+    free(t->notify_local);
     recipient_list_free(&t->rl);
 }
 
@@ -119,9 +123,16 @@ static void targets_free(struct targets *t)
 static int resolve_all(const struct config *cfg, const struct envelope *env,
                        struct targets *t, struct submit_result *r)
 {
+    t->notify_local = calloc(env->n_rcpts ? env->n_rcpts : 1, sizeof *t->notify_local);
+    if (!t->notify_local) {
+        set_io_error(r, ENOMEM);
+        return -1;
+    }
     for (size_t i = 0; i < env->n_rcpts; i++) {
-        size_t before = t->rl.n_remote;
+        size_t before = t->rl.n_remote, before_local = t->rl.n_local;
         enum recipient_kind k = recipient_resolve(cfg, env->rcpts[i].address, &t->rl);
+        if (t->rl.n_local > before_local && (env->rcpts[i].notify & DSN_NOTIFY_SUCCESS))
+            t->notify_local[t->n_notify_local++] = &env->rcpts[i];
         if (k == RECIPIENT_TEMPFAIL) {
             set(r, 451, "4.3.0", "Temporary lookup failure");
             return -1;
@@ -180,6 +191,9 @@ static void deliver_all(const struct config *cfg, const struct envelope *env,
         r->queued = t->rl.n_remote;
     }
     set(r, 250, "2.0.0", "Ok: queued as %s", r->id);
+    /* RFC 3461: the final MTA reports success when asked; a report that
+     * cannot be sent now does not undo the delivery. */
+    relay_notify_delivered(cfg, env, fd, t->notify_local, t->n_notify_local);
 }
 
 void submit_message(const struct config *cfg, const struct envelope *env,

@@ -4,9 +4,11 @@
 #include "relay/bounce.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/config.h"
@@ -37,15 +39,24 @@ static struct spool *spool_text(const struct config *cfg, const char *text)
     return sp;
 }
 
+static int submit_notice_to(const struct config *cfg, const char *to, bool smtputf8,
+                            const char *text);
+
 static int submit_notice(const struct config *cfg, const struct queue_entry *e,
                          const char *text)
+{
+    return submit_notice_to(cfg, e->sender, e->smtputf8, text);
+}
+
+static int submit_notice_to(const struct config *cfg, const char *to, bool smtputf8,
+                            const char *text)
 {
     struct envelope env;
     envelope_init(&env);
     env.origin = ORIGIN_LOCAL;
-    env.smtputf8 = e->smtputf8;
+    env.smtputf8 = smtputf8;
     snprintf(env.helo, sizeof env.helo, "%s", cfg->hostname);
-    if (!envelope_add_rcpt(&env, e->sender, DSN_NOTIFY_NEVER, NULL)) {
+    if (!envelope_add_rcpt(&env, to, DSN_NOTIFY_NEVER, NULL)) {
         envelope_reset(&env);
         errno = ENOMEM;
         return -1;
@@ -64,6 +75,39 @@ static int submit_notice(const struct config *cfg, const struct queue_entry *e,
     }
     envelope_reset(&env);
     return rc;
+}
+
+/* The status word ("5.1.1") at the start of text into status; returns the
+ * text after it, or text when there is none. */
+static char *take_status(char *text, char status[16])
+{
+    size_t n = strcspn(text, " ");
+    if (n > 4 && n < 16 && (text[0] == '2' || text[0] == '4' || text[0] == '5') &&
+        text[1] == '.') {
+        memcpy(status, text, n);
+        status[n] = '\0';
+        return text[n] ? text + n + 1 : text + n;
+    }
+    return text;
+}
+
+void relay_bounce_describe(const char *err, char buf[600], char status[16],
+                           struct relay_dsn_rcpt *d)
+{
+    snprintf(buf, 600, "%s", err ? err : "");
+    status[0] = '\0';
+    char *said = strstr(buf, " said: ");
+    if (strncmp(buf, "X-Pobox; ", 9) == 0) {
+        d->reason = take_status(buf + 9, status);
+    } else if (said) {
+        *said = '\0';
+        d->remote_mta = buf;
+        d->smtp_reply = said + 7;
+        take_status(strchr(said + 7, ' ') ? strchr(said + 7, ' ') + 1 : said + 7, status);
+    } else if (*buf) {
+        d->smtp_reply = buf;
+    }
+    d->status = status[0] ? status : NULL;
 }
 
 int relay_bounce(const struct config *cfg, const struct queue_entry *e,
@@ -87,6 +131,33 @@ int relay_bounce(const struct config *cfg, const struct queue_entry *e,
         return -1;
     }
     int rc = submit_notice(cfg, e, text);
+    free(text);
+    return rc;
+}
+
+int relay_notify_delivered(const struct config *cfg, const struct envelope *env,
+                           int msg_fd, const struct envelope_rcpt *const *rcpts,
+                           size_t n)
+{
+    if (!env->sender[0] || n == 0)
+        return 0;
+    struct relay_dsn_rcpt dsn[n];
+    for (size_t i = 0; i < n; i++)
+        dsn[i] = (struct relay_dsn_rcpt){
+            .address = rcpts[i]->address, .orcpt = rcpts[i]->orcpt,
+            .action = RELAY_DSN_DELIVERED, .status = "2.0.0",
+            .reason = "delivered to the mailbox", .last_attempt = time(NULL),
+        };
+    struct relay_dsn_params p = {
+        .kind = RELAY_DSN_SUCCESS, .reporting_mta = cfg->hostname,
+        .sender = env->sender, .envid = env->envid, .ret = env->ret,
+        .smtputf8 = env->smtputf8, .arrival = time(NULL), .rcpts = dsn,
+        .n_rcpts = n, .msg_fd = msg_fd,
+    };
+    char *text = relay_dsn_build(&p);
+    if (!text)
+        return -1;
+    int rc = submit_notice_to(cfg, env->sender, env->smtputf8, text);
     free(text);
     return rc;
 }

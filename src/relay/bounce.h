@@ -11,6 +11,8 @@
 
 struct config;
 struct queue_entry;
+struct envelope;
+struct envelope_rcpt;
 
 /* Builds the notice about the recipients rcpts of e (indices into
  * e->rcpts, with their action/status/diagnostic in dsn[]) and submits it
@@ -19,5 +21,20 @@ struct queue_entry;
 int relay_bounce(const struct config *cfg, const struct queue_entry *e,
                  enum relay_dsn_kind kind, const struct relay_dsn_rcpt *dsn,
                  size_t n);
+
+/* NOTIFY=SUCCESS on local delivery (RFC 3461 6.2): a "delivered" report
+ * about rcpts (original recipient addresses with their ORCPT) of the
+ * message in msg_fd, to env's sender. 0 sent or none owed, -1 failure. */
+int relay_notify_delivered(const struct config *cfg, const struct envelope *env,
+                           int msg_fd, const struct envelope_rcpt *const *rcpts,
+                           size_t n);
+
+/* A queued recipient's last_error, as the queue runner writes it
+ *   "HOST[IP] said: 550 5.1.1 text"   a remote server's reply
+ *   "X-Pobox; 5.1.2 text"             pobox's own reason, with its status
+ * into d's remote_mta, smtp_reply or reason, and status (pointing into buf
+ * and status). */
+void relay_bounce_describe(const char *err, char buf[600], char status[16],
+                           struct relay_dsn_rcpt *d);
 
 #endif

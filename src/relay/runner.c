@@ -165,14 +165,16 @@ static void record_done(void *arg)
         start_waiting(r);
 }
 
-/* Every recipient of the task gets the same verdict. */
+/* Every recipient of the task gets the same verdict of our own (the form
+ * runner_impl.h describes for queue_rcpt.last_error). */
 static void verdict_all(struct delivery *d, int code, const char *status,
-                        const char *diag)
+                        const char *text)
 {
     for (size_t k = 0; k < d->task->n; k++) {
         d->task->code[k] = code;
         snprintf(d->task->status[k], sizeof d->task->status[k], "%s", status);
-        snprintf(d->task->diag[k], sizeof d->task->diag[k], "%s", diag);
+        snprintf(d->task->diag[k], sizeof d->task->diag[k], "X-Pobox; %s %.480s",
+                 status, text);
     }
 }
 
@@ -195,20 +197,21 @@ static void try_address(struct delivery *d);
 
 static void take_results(struct delivery *d, const struct relay_client_result *res)
 {
-    char diag[600];
-    snprintf(diag, sizeof diag, "%s%s", res->remote ? "smtp; " : "X-Pobox; ",
-             res->diagnostic);
-    for (size_t k = 0; k < d->task->n; k++) {
+    struct runner_task *t = d->task;
+    t->peer_dsn = res->peer_dsn;
+    snprintf(t->tls, sizeof t->tls, "%s", res->tls_used ? res->tls_info : "");
+    for (size_t k = 0; k < t->n; k++) {
         const struct relay_client_rcpt *c = &res->rcpts[k];
-        if (c->code) {
-            d->task->code[k] = c->code;
-            snprintf(d->task->status[k], sizeof d->task->status[k], "%s", c->status);
-            snprintf(d->task->diag[k], sizeof d->task->diag[k], "smtp; %.500s", c->reply);
-        } else {
-            d->task->code[k] = res->temp ? 0 : (res->session_code ? res->session_code : 554);
-            snprintf(d->task->status[k], sizeof d->task->status[k], "%s", res->status);
-            snprintf(d->task->diag[k], sizeof d->task->diag[k], "%.510s", diag);
-        }
+        bool own = !c->code && !res->remote;
+        t->code[k] = c->code ? c->code
+                     : res->temp ? 0 : (res->session_code ? res->session_code : 554);
+        snprintf(t->status[k], sizeof t->status[k], "%s", c->code ? c->status : res->status);
+        if (own)
+            snprintf(t->diag[k], sizeof t->diag[k], "X-Pobox; %s %.480s", res->status,
+                     res->diagnostic);
+        else
+            snprintf(t->diag[k], sizeof t->diag[k], "%.200s said: %.300s", t->remote_mta,
+                     c->code ? c->reply : res->diagnostic);
     }
 }
 
@@ -275,7 +278,7 @@ static void try_address(struct delivery *d)
     };
     d->client = relay_client_send(&p, client_cb, d);
     if (!d->client) {
-        verdict_all(d, 0, "4.3.0", "X-Pobox; out of memory");
+        verdict_all(d, 0, "4.3.0", "out of memory");
         finish(d);
     }
 }
@@ -296,14 +299,14 @@ static void dns_cb(void *arg, enum relay_dns_status st, struct relay_route *rout
         try_address(d);
         return;
     case RELAY_DNS_NULL_MX:
-        verdict_all(d, 556, "5.1.10", "X-Pobox; the domain accepts no mail (null MX)");
+        verdict_all(d, 556, "5.1.10", "the domain accepts no mail (null MX)");
         break;
     case RELAY_DNS_NO_DOMAIN:
-        snprintf(diag, sizeof diag, "X-Pobox; host or domain name not found: %s", why);
+        snprintf(diag, sizeof diag, "host or domain name not found: %s", why);
         verdict_all(d, 550, "5.1.2", diag);
         break;
     case RELAY_DNS_TEMP:
-        snprintf(diag, sizeof diag, "X-Pobox; DNS lookup failed for now: %s", why);
+        snprintf(diag, sizeof diag, "DNS lookup failed for now: %s", why);
         verdict_all(d, 0, "4.4.3", diag);
         break;
     }
@@ -343,7 +346,7 @@ static void start(struct relay_runner *r, struct runner_task *t)
                   : relay_dns_route(r->dns, t->domain, (uint16_t)d->cfg->relay_port,
                                     dns_cb, d);
     if (d->fd < 0 || !ok) {
-        verdict_all(d, 0, "4.3.0", "X-Pobox; cannot start the delivery");
+        verdict_all(d, 0, "4.3.0", "cannot start the delivery");
         finish(d);
     }
 }

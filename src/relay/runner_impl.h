@@ -14,6 +14,9 @@ struct config;
 
 #define RUNNER_MAX_RCPTS 100    /* recipients of one transaction */
 
+/* queue_rcpt.last_error is written in the form relay_bounce_describe()
+ * (relay/bounce.h) reads back for the DSN. */
+
 /* One SMTP transaction to do: the due recipients of one message that share
  * a destination domain. */
 struct runner_task {
@@ -28,6 +31,8 @@ struct runner_task {
     char status[RUNNER_MAX_RCPTS][12];
     char diag[RUNNER_MAX_RCPTS][512];
     char remote_mta[256];
+    char tls[128];                  /* "TLSv1.3 ..." or "" */
+    bool peer_dsn;                  /* the peer took over DSN duties */
 };
 
 /* Worker side. Handles what needs no network (expiry, loops, delay notices,

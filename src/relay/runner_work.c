@@ -52,12 +52,21 @@ static void send_notice(const struct config *cfg, struct queue_entry *e,
                         enum relay_dsn_kind kind, enum queue_state st,
                         unsigned bit, bool *changed)
 {
-    struct relay_dsn_rcpt dsn[e->n_rcpts ? e->n_rcpts : 1];
+    size_t cap = e->n_rcpts ? e->n_rcpts : 1;
+    struct relay_dsn_rcpt dsn[cap];
+    char (*bufs)[600] = calloc(cap, 600);
+    char (*stat)[16] = calloc(cap, 16);
     size_t n = 0;
+    if (!bufs || !stat) {
+        free(bufs);
+        free(stat);
+        return;
+    }
     int64_t now = time(NULL);
     for (size_t i = 0; i < e->n_rcpts; i++) {
         struct queue_rcpt *r = &e->rcpts[i];
-        if (r->state != st || (kind != RELAY_DSN_DELAY && r->reported))
+        if (r->state != st || (kind != RELAY_DSN_DELAY && r->reported) ||
+            (kind == RELAY_DSN_DELAY && r->attempts == 0))
             continue;
         if (kind != RELAY_DSN_DELAY) {
             r->reported = true;
@@ -65,16 +74,19 @@ static void send_notice(const struct config *cfg, struct queue_entry *e,
         }
         if (!wants(r, bit))
             continue;
-        dsn[n++] = (struct relay_dsn_rcpt){
+        dsn[n] = (struct relay_dsn_rcpt){
             .address = r->address, .orcpt = r->orcpt,
             .action = kind == RELAY_DSN_FAILURE ? RELAY_DSN_FAILED
                       : kind == RELAY_DSN_DELAY ? RELAY_DSN_DELAYED : RELAY_DSN_RELAYED,
-            .smtp_reply = r->last_error, .last_attempt = now,
-            .retry_until = e->created + cfg->max_queue_time,
+            .last_attempt = now, .retry_until = e->created + cfg->max_queue_time,
         };
+        relay_bounce_describe(r->last_error, bufs[n], stat[n], &dsn[n]);
+        n++;
     }
     if (n && relay_bounce(cfg, e, kind, dsn, n) != 0)
         log_error("event=notice_failed id=%s error=\"%s\"", e->id, strerror(errno));
+    free(bufs);
+    free(stat);
 }
 
 /* ---- expiry, loops, delay ----------------------------------------------- */
@@ -124,18 +136,20 @@ static bool housekeeping(const struct config *cfg, struct queue_entry *e)
     int64_t now = time(NULL);
     char why[160];
     if (first_look(e) && count_received(cfg, e->id) > cfg->max_hops) {
-        snprintf(why, sizeof why, "X-Pobox; mail loop: more than %u Received: lines",
+        snprintf(why, sizeof why, "X-Pobox; 5.4.6 mail loop: more than %u Received: lines",
                  cfg->max_hops);
         fail_pending(e, why, &changed);
     }
     if (now - e->created >= (int64_t)cfg->max_queue_time)
-        fail_pending(e, "X-Pobox; delivery time expired", &changed);
+        fail_pending(e, "X-Pobox; 4.4.7 delivery time expired", &changed);
     send_notice(cfg, e, RELAY_DSN_FAILURE, QUEUE_FAILED, DSN_NOTIFY_FAILURE, &changed);
     send_notice(cfg, e, RELAY_DSN_SUCCESS, QUEUE_SENT, DSN_NOTIFY_SUCCESS, &changed);
-    bool pending = false;
-    for (size_t i = 0; i < e->n_rcpts; i++)
+    bool pending = false, tried = false;
+    for (size_t i = 0; i < e->n_rcpts; i++) {
         pending |= e->rcpts[i].state == QUEUE_PENDING;
-    if (pending && !e->warned && now - e->created >= (int64_t)cfg->delay_warning) {
+        tried |= e->rcpts[i].state == QUEUE_PENDING && e->rcpts[i].attempts > 0;
+    }
+    if (tried && !e->warned && now - e->created >= (int64_t)cfg->delay_warning) {
         send_notice(cfg, e, RELAY_DSN_DELAY, QUEUE_PENDING, DSN_NOTIFY_DELAY, &changed);
         e->warned = now;
         changed = true;
@@ -236,6 +250,7 @@ static void record_one(const struct config *cfg, struct queue_entry *e,
     set_error(r, t->diag[k]);
     if (t->code[k] >= 200 && t->code[k] < 300) {
         r->state = QUEUE_SENT;
+        r->reported = t->peer_dsn;  /* RFC 3461 5.2: the peer reports now */
     } else if (t->code[k] >= 500) {
         r->state = QUEUE_FAILED;
     } else {
@@ -244,9 +259,12 @@ static void record_one(const struct config *cfg, struct queue_entry *e,
     }
     char rcpt[300], reply[600];
     str_log_safe(rcpt, sizeof rcpt, r->address, strlen(r->address));
-    str_log_safe(reply, sizeof reply, t->diag[k], strlen(t->diag[k]));
-    log_info("event=delivery id=%s rcpt=<%s> relay=%s code=%d status=%s result=%s "
-             "reply=\"%s\"", e->id, rcpt, t->remote_mta[0] ? t->remote_mta : "-",
+    str_log_quoted(reply, sizeof reply, t->diag[k], strlen(t->diag[k]));
+    char tls[160];
+    str_log_safe(tls, sizeof tls, t->tls, strlen(t->tls));
+    log_info("event=delivery id=%s rcpt=<%s> relay=%s tls=%s code=%d status=%s "
+             "result=%s reply=\"%s\"", e->id, rcpt,
+             t->remote_mta[0] ? t->remote_mta : "-", t->tls[0] ? tls : "none",
              t->code[k], t->status[k][0] ? t->status[k] : "-",
              r->state == QUEUE_SENT ? "sent" : r->state == QUEUE_FAILED ? "bounced"
                                                                          : "deferred",
