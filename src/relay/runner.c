@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "core/config.h"
@@ -20,7 +21,8 @@
 #include "relay/runner_impl.h"
 
 #define SCAN_SECONDS 2
-#define MAX_ACTIVE 16
+#define MAX_ACTIVE 16            /* transactions at a time, in all */
+#define MAX_PER_DOMAIN 4         /* ... and to one destination domain */
 #define DNS_TIMEOUT_MS 10000
 #define STOP_WAIT_MS 10000
 
@@ -351,11 +353,25 @@ static void start(struct relay_runner *r, struct runner_task *t)
     }
 }
 
+static unsigned active_to(const struct relay_runner *r, const char *domain)
+{
+    unsigned n = 0;
+    for (const struct delivery *d = r->active; d; d = d->next)
+        n += strcasecmp(d->task->domain, domain) == 0;
+    return n;
+}
+
+/* Starts waiting tasks while there are free slots, in all and per domain. */
 static void start_waiting(struct relay_runner *r)
 {
-    while (r->waiting && r->n_active < MAX_ACTIVE && !r->stopping) {
-        struct runner_task *t = r->waiting;
-        r->waiting = t->next;
+    struct runner_task **p = &r->waiting;
+    while (*p && r->n_active < MAX_ACTIVE && !r->stopping) {
+        struct runner_task *t = *p;
+        if (active_to(r, t->domain) >= MAX_PER_DOMAIN) {
+            p = &t->next;
+            continue;
+        }
+        *p = t->next;
         start(r, t);
     }
 }
