@@ -71,7 +71,7 @@ test: deps all $(UNIT_BINS)
 	@BUILD=$(BUILD) sh tools/test.sh
 
 check-asan:
-	$(MAKE) BUILD=build-asan CC=clang \
+	TEST_SUITES=tests/protocol FUZZ_SECONDS=0 $(MAKE) BUILD=build-asan CC=clang \
 	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all" \
 	  LDFLAGS="-fsanitize=address,undefined" test
 
