@@ -6,7 +6,8 @@ PKGS="build-essential pkg-config libssl-dev libevent-dev libinih-dev libargon2-d
 libcrypt-dev libcmocka-dev python3 python3-pytest curl fetchmail mpop openssl \
 clang libclang-rt-14-dev libgsasl-dev libjwt-dev libjansson-dev libkrb5-dev \
 krb5-kdc krb5-admin-server krb5-user python3-gssapi python3-jwt python3-cryptography \
-libgmime-3.0-dev libc-ares-dev dnsmasq-base"
+libgmime-3.0-dev libc-ares-dev dnsmasq-base swaks libnet-ssleay-perl libdigest-hmac-perl \
+msmtp"
 missing=""
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
