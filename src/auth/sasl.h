@@ -20,6 +20,7 @@
 #include "auth/auth.h"
 
 struct config;
+struct conn;
 
 /* A response line longer than this (base64, without CRLF) ends the exchange. */
 #define SASL_MAX_RESPONSE 32768
@@ -38,6 +39,11 @@ struct sasl_conn_info {
     const char *cert_identity;  /* verified client certificate's identity
                                    (lowercase address), or NULL */
 };
+
+/* Fills ci for connection c (service "pop" or "smtp"); cert (certsz
+ * octets) holds the client certificate's identity that ci points to. */
+void sasl_conn_info_from(struct sasl_conn_info *ci, struct conn *c,
+                         const char *service, char *cert, size_t certsz);
 
 /* Process-wide setup: GNU SASL, and the Kerberos keytab (auth.keytab, put
  * into KRB5_KTNAME). 0 ok, -1 with a message on stderr. */

@@ -12,7 +12,6 @@
 #include "core/log.h"
 #include "net/conn.h"
 #include "net/server.h"
-#include "net/tls.h"
 #include "pop3/session.h"
 
 struct auth_job {
@@ -23,27 +22,12 @@ struct auth_job {
     struct pop3_login login;
 };
 
-/* What the SASL service needs to know about this connection. */
-static void conn_info(struct pop3_session *s, struct sasl_conn_info *ci,
-                      char *cert, size_t certsz)
-{
-    memset(ci, 0, sizeof *ci);
-    ci->service = "pop";
-    ci->ip = conn_ip(s->conn);
-    ci->tls = conn_is_tls(s->conn);
-    SSL *ssl = conn_ssl(s->conn);
-    const char *type = NULL;
-    if (ssl && tls_channel_binding(ssl, &type, ci->cb_data, &ci->cb_len))
-        ci->cb_type = type;
-    if (ssl && tls_client_identity(ssl, cert, certsz))
-        ci->cert_identity = cert;
-}
 
 void pop3_auth_mechlist(struct pop3_session *s, char *out, size_t outsz)
 {
     struct sasl_conn_info ci;
     char cert[AUTH_USER_MAX];
-    conn_info(s, &ci, cert, sizeof cert);
+    sasl_conn_info_from(&ci, s->conn, "pop", cert, sizeof cert);
     sasl_mechlist(s->cfg, &ci, out, outsz);
 }
 
@@ -181,7 +165,7 @@ static void auth_start(struct pop3_session *s, const char *mech,
     struct sasl_conn_info ci;
     char cert[AUTH_USER_MAX];
     enum sasl_start_rc rc;
-    conn_info(s, &ci, cert, sizeof cert);
+    sasl_conn_info_from(&ci, s->conn, "pop", cert, sizeof cert);
     s->sasl = sasl_start(s->cfg, &ci, mech, initial != NULL, &rc);
     if (!s->sasl) {
         start_failed(s, rc);

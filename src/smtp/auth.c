@@ -12,7 +12,6 @@
 #include "core/strutil.h"
 #include "net/conn.h"
 #include "net/server.h"
-#include "net/tls.h"
 #include "smtp/session.h"
 
 #define MAX_AUTH_FAILURES 5
@@ -26,26 +25,12 @@ struct auth_job {
     char authid[AUTH_USER_MAX];
 };
 
-static void conn_info(struct smtp_session *s, struct sasl_conn_info *ci,
-                      char *cert, size_t certsz)
-{
-    memset(ci, 0, sizeof *ci);
-    ci->service = "smtp";
-    ci->ip = conn_ip(s->conn);
-    ci->tls = conn_is_tls(s->conn);
-    SSL *ssl = conn_ssl(s->conn);
-    const char *type = NULL;
-    if (ssl && tls_channel_binding(ssl, &type, ci->cb_data, &ci->cb_len))
-        ci->cb_type = type;
-    if (ssl && tls_client_identity(ssl, cert, certsz))
-        ci->cert_identity = cert;
-}
 
 void smtp_auth_mechlist(struct smtp_session *s, char *out, size_t outsz)
 {
     struct sasl_conn_info ci;
     char cert[AUTH_USER_MAX];
-    conn_info(s, &ci, cert, sizeof cert);
+    sasl_conn_info_from(&ci, s->conn, "smtp", cert, sizeof cert);
     sasl_mechlist(s->cfg, &ci, out, outsz);
 }
 
@@ -217,7 +202,7 @@ void smtp_auth_command(struct smtp_session *s, const char *arg)
     struct sasl_conn_info ci;
     char cert[AUTH_USER_MAX];
     enum sasl_start_rc rc;
-    conn_info(s, &ci, cert, sizeof cert);
+    sasl_conn_info_from(&ci, s->conn, "smtp", cert, sizeof cert);
     s->sasl = sasl_start(s->cfg, &ci, mech, initial != NULL, &rc);
     if (!s->sasl) {
         start_failed(s, rc);
