@@ -22,7 +22,6 @@ struct auth_job {
     struct pop3_login login;
 };
 
-
 void pop3_auth_mechlist(struct pop3_session *s, char *out, size_t outsz)
 {
     struct sasl_conn_info ci;
