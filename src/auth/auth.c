@@ -2,6 +2,7 @@
  * verify the password (or the APOP digest), and turn failures into growing
  * delays. Unknown users cost the same as wrong passwords. */
 #include "auth/auth.h"
+#include "auth/credcache.h"
 #include "core/strutil.h"
 #include "auth/password.h"
 #include "auth/throttle.h"
@@ -84,10 +85,14 @@ void auth_check_password(const struct config *cfg, const char *ip,
         auth_fail(cfg, out, ip, account, "unknown user");
         return;
     }
-    if (password_verify(pass, e.hash))
+    if (credcache_check(canon, e.hash, pass, cfg->auth_cache_ttl)) {
         auth_succeed(out, ip, canon);
-    else
+    } else if (password_verify(pass, e.hash)) {
+        credcache_store(canon, e.hash, pass, cfg->auth_cache_ttl);
+        auth_succeed(out, ip, canon);
+    } else {
         auth_fail(cfg, out, ip, account, "wrong password");
+    }
     userdb_entry_free(&e);
 }
 

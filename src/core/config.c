@@ -56,6 +56,7 @@ static const struct key_def KEYS[] = {
     {"auth", "mechanisms", K_LIST, F(mechanisms),
      "SCRAM-SHA-256-PLUS, SCRAM-SHA-256, SCRAM-SHA-1-PLUS, SCRAM-SHA-1, "
      "GSSAPI, EXTERNAL, OAUTHBEARER, XOAUTH2, PLAIN, LOGIN"},
+    {"auth", "cache_ttl", K_DURATION_S, F(auth_cache_ttl), "1h"},
     {"auth", "scram_iterations", K_UINT, F(scram_iterations), "4096"},
     {"auth", "keytab", K_STRING, F(keytab), ""},
     {"auth", "oauth_jwks", K_STRING, F(oauth_jwks), ""},

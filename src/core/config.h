@@ -40,6 +40,8 @@ struct config {
     unsigned failure_delay_ms;  /* auth.failure_delay: first failed login */
     unsigned max_failure_delay_ms; /* auth.max_failure_delay */
     char **mechanisms;          /* auth.mechanisms: SASL names, uppercase */
+    unsigned auth_cache_ttl;    /* auth.cache_ttl: remember verified
+                                   passwords this long; 0 = never */
     unsigned scram_iterations;  /* auth.scram_iterations for new passwords */
     char *keytab;               /* auth.keytab: GSSAPI; "" = no GSSAPI */
     char *oauth_jwks;           /* auth.oauth_jwks: "" = no OAuth */
