@@ -29,24 +29,44 @@ class ServerUnavailable(Exception):
     the message says why."""
 
 
+def _nofile_wanted():
+    try:
+        return min(NOFILE_WANTED, int(Path("/proc/sys/fs/nr_open").read_text()))
+    except (OSError, ValueError):
+        return NOFILE_WANTED
+
+
 def raise_nofile():
     """Raises RLIMIT_NOFILE: soft = hard, and the hard limit to at least
-    NOFILE_WANTED when we may (root; capped by fs.nr_open). Used as
-    preexec_fn, and harmless in the parent."""
+    NOFILE_WANTED when we may (root with CAP_SYS_RESOURCE; capped by
+    fs.nr_open). Used in preexec_fn."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = hard
     if hard != resource.RLIM_INFINITY and hard < NOFILE_WANTED and os.geteuid() == 0:
-        want = NOFILE_WANTED
-        try:
-            want = min(want, int(Path("/proc/sys/fs/nr_open").read_text()))
-        except (OSError, ValueError):
-            pass
+        want = _nofile_wanted()
     for h in (want, hard):
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, (h, h))
             return
         except (ValueError, OSError):
             continue
+
+
+def nofile_limit():
+    """The RLIMIT_NOFILE servers get from raise_nofile() (a container
+    without CAP_SYS_RESOURCE keeps the hard limit it has)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        return 1 << 20
+    if hard < NOFILE_WANTED and os.geteuid() == 0:
+        want = _nofile_wanted()
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, want))
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+            return want
+        except (ValueError, OSError):
+            pass
+    return hard
 
 
 def child_setup():
