@@ -213,7 +213,8 @@ def tail(path, n=3000):
 class Server:
     """One server under test. Subclasses set name and implement start(),
     stop(), pids(), maildir_root(), describe(); drain() defaults to nothing
-    to wait for (delivery finished before the 250 reply)."""
+    to wait for (delivery finished before the 250 reply); warnings() lists
+    the warning and error lines of the server's log."""
 
     name = "server"
 
@@ -237,10 +238,15 @@ class Server:
         raise NotImplementedError
 
     def drain(self, timeout=120.0):
-        return None
+        """Waits until every message accepted with 250 is in its Maildir;
+        True when it is (False: timeout)."""
+        return True
 
     def describe(self):
         return self.name
+
+    def warnings(self):
+        return []
 
     # helpers for subclasses
     def _stop_tree(self, root_pids, sig=signal.SIGTERM, timeout=20.0):

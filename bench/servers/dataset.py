@@ -28,7 +28,8 @@ self-test):
 
 install_maildirs(dest) makes dest/bench.test/... a hard-linked copy
 (cp -al) of the template: the servers only rename files (new/ -> cur/,
-flags) and add index files of their own, never rewrite a message."""
+flags) and add index files of their own, never rewrite a message. (On
+another file system than the template it copies, much slower.)"""
 
 import base64
 import json
@@ -56,7 +57,7 @@ def _spec(quick, tiny):
             "dl200": (2, 6, "mix"), "big50": (1, 1, "big"),
             "growth100": (1, 3, "growth"), "growth1k": (1, 4, "growth"),
             "growth10k": (1, 5, "growth"),
-            "idle": (10, 0, "empty"), "smtp": (4, 0, "empty"),
+            "idle": (200, 0, "empty"), "smtp": (4, 0, "empty"),
         }
     polls = 2 if quick else 4
     spec = {
@@ -376,7 +377,9 @@ class Dataset:
     # --- use -------------------------------------------------------------------------
     def install_maildirs(self, dest, groups=None):
         """dest/bench.test/LOCALPART/... as hard links of the template (all
-        groups, or the named ones); replaces what dest/bench.test held."""
+        groups, or the named ones); replaces what dest/bench.test held.
+        When dest is on another file system than the template, the files
+        are copied (cp -a) instead. Returns "hardlink" or "copy"."""
         if not self.is_built():
             self.build()
         dest = Path(dest)
@@ -385,15 +388,18 @@ class Dataset:
         if target.exists():
             shutil.rmtree(target)
         src = self.template / DOMAIN
+        how = "hardlink" if os.stat(dest).st_dev == os.stat(src).st_dev else "copy"
+        flag = "-al" if how == "hardlink" else "-a"
         if groups is None:
-            subprocess.run(["cp", "-al", str(src), str(target)], check=True)
-            return
+            subprocess.run(["cp", flag, str(src), str(target)], check=True)
+            return how
         target.mkdir()
         names = []
         for g in groups:
             names += [str(src / lp) for lp in self.localparts(g)]
         for i in range(0, len(names), 2000):
-            subprocess.run(["cp", "-al"] + names[i:i + 2000] + [str(target)], check=True)
+            subprocess.run(["cp", flag] + names[i:i + 2000] + [str(target)], check=True)
+        return how
 
     def count_messages(self, dest, group):
         """Files in new/ and cur/ of the group's maildrops under dest."""

@@ -136,6 +136,12 @@ class PoboxServer(Server):
             return []
         return descendants([self.proc.pid])
 
+    def warnings(self):
+        """level=warn and level=error lines of pobox.log."""
+        text = tail(self.log, 200000)
+        return [ln for ln in text.splitlines()
+                if " level=warn " in ln or " level=error " in ln]
+
     def version(self):
         if self._version is None:
             try:
