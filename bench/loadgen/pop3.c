@@ -14,7 +14,7 @@ enum {
 static const char *const step_names[] = {
     [P_GREET] = "greeting", [P_STLS] = "STLS",   [P_USER] = "USER",
     [P_PASS] = "PASS",      [P_STAT] = "STAT",   [P_UIDL] = "UIDL",
-    [P_RETR] = "RETR",      [P_NOOP] = "NOOP",   [P_PARKED] = "idle",
+    [P_RETR] = "RETR",      [P_NOOP] = "NOOP",   [P_PARKED] = "hold",
     [P_NOOP2] = "NOOP",     [P_QUIT] = "QUIT",   [P_EOF] = "close",
 };
 
@@ -143,9 +143,11 @@ static void on_data(struct lg_conn *c)
             lg_conn_discard(c);
             return;
         }
-        if (s->step == P_PARKED) {
-            if (lg_conn_pending(c) != 0)
-                lg_slot_fail(s, "idle", "unexpected data", strlen("unexpected data"));
+        if (s->step == P_PARKED) {     /* the server speaks during the hold */
+            size_t len;
+            const char *line = lg_conn_line(c, &len);
+            if (line != NULL)
+                lg_slot_fail(s, "hold", line, len);
             return;
         }
         if (s->in_ml) {

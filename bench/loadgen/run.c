@@ -73,7 +73,7 @@ static void report_ready(struct lg_run *r)
 static double idle_phases(struct lg_run *r)
 {
     pthread_mutex_lock(&r->mu);
-    wait_all(r, &r->n_ready, "connected");
+    wait_all(r, &r->n_ready, "logged in");
     pthread_mutex_unlock(&r->mu);
     report_ready(r);
     if (!r->o->quiet && r->o->hold >= 0)

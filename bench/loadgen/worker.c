@@ -57,7 +57,7 @@ static void slot_start(struct lg_slot *s)
     s->parked = 0;
     w->active++;
     if (w->run->scen->start(s) < 0)
-        lg_slot_conn_failed(s, "connect");
+        lg_slot_conn_failed(s, NULL);     /* why: "connect: ..." */
 }
 
 /* The session has ended (conn closed); failed says how. */
@@ -65,29 +65,28 @@ static void session_end(struct lg_slot *s, int failed)
 {
     struct lg_worker *w = s->w;
     w->active--;
-    atomic_fetch_add_explicit(&w->progress, 1, memory_order_relaxed);
     if (!is_idle(w)) {
+        atomic_fetch_add_explicit(&w->progress, 1, memory_order_relaxed);
         if (failed) {
             w->backing_off++;
             lg_tlist_arm(&w->t_backoff, &s->backoff, w->loop.now);
-        } else
+        } else {
             queue_restart(s);
+        }
         return;
     }
-    if (s->parked) {
+    if (s->parked)
         s->parked = 0;
-    } else if (w->phase == LG_PHASE_CONNECT) {
+    else if (w->phase == LG_PHASE_CONNECT)
         w->settled++;
-    }
 }
 
 void lg_slot_fail(struct lg_slot *s, const char *step, const char *reason, size_t len)
 {
     struct lg_worker *w = s->w;
     char buf[LG_SAMPLE_LEN];
-    const char *when = s->parked ? "hold: " : "";
-    snprintf(buf, sizeof(buf), "%s: %s%s: %.*s", w->run->o->scen_name, when, step,
-             (int)(len > 120 ? 120 : len), reason);
+    snprintf(buf, sizeof(buf), "%s: %s%s%.*s", w->run->o->scen_name, step ? step : "",
+             step ? ": " : "", (int)(len > 120 ? 120 : len), reason);
     lg_stats_sample(&w->st, buf);
     w->st.errors++;
     lg_conn_close(&s->conn, 1);
@@ -114,6 +113,18 @@ static void session_done(struct lg_slot *s, int abort)
     session_end(s, 0);
 }
 
+/* The step to name for a failure in the connect or handshake phase, where
+ * the reason may already say it ("connect: Connection refused"). */
+static const char *phase_step(const struct lg_conn *c, const char *step)
+{
+    const char *what = c->err_what ? c->err_what : "";
+    if (c->state == LG_CONN_CONNECTING)
+        return strcmp(what, "connect") == 0 ? NULL : "connect";
+    if (c->state == LG_CONN_HANDSHAKE)
+        return strcmp(what, "TLS handshake") == 0 ? NULL : "TLS handshake";
+    return step;
+}
+
 void lg_slot_conn_failed(struct lg_slot *s, const char *step)
 {
     if (s->closing) {
@@ -123,7 +134,7 @@ void lg_slot_conn_failed(struct lg_slot *s, const char *step)
     }
     char why[LG_SAMPLE_LEN];
     lg_conn_why(&s->conn, why, sizeof(why));
-    lg_slot_fail(s, step, why, strlen(why));
+    lg_slot_fail(s, phase_step(&s->conn, step), why, strlen(why));
 }
 
 void lg_slot_replied(struct lg_slot *s)
@@ -157,6 +168,7 @@ void lg_slot_parked(struct lg_slot *s)
     lg_conn_disarm(&s->conn);
     s->parked = 1;
     w->settled++;
+    atomic_fetch_add_explicit(&w->progress, 1, memory_order_relaxed);
     w->st.sessions++;
     lg_hist_add(&w->st.lat, now > s->t0 ? now - s->t0 : 1);
     check_ready(w);

@@ -88,7 +88,7 @@ struct lg_worker {
     uint64_t ready_sessions, ready_errors;  /* pop3-idle: at the ready line */
     unsigned ready_nsamples;
     char ready_samples[LG_MAX_SAMPLES][LG_SAMPLE_LEN];
-    atomic_uint_fast64_t progress;  /* sessions ended, for the progress line */
+    atomic_uint_fast64_t progress;  /* sessions ended (pop3-idle: logged in) */
     uint32_t msg_seq;               /* smtp: Message-ID counter */
     unsigned id;
     time_t date_sec;                /* smtp: cached Date header */
@@ -113,7 +113,8 @@ static inline uint64_t lg_slot_now(const struct lg_slot *s)
 {
     return s->w->loop.now;
 }
-/* Fails the session: error sample "SCENARIO: STEP: REASON", reset. */
+/* Fails the session: error sample "SCENARIO: STEP: REASON" (step may be
+ * NULL), reset. */
 void lg_slot_fail(struct lg_slot *s, const char *step, const char *reason, size_t len);
 /* The connection failed (on_fail): an error, or the end of a session
  * that was waiting for the server to close. */
