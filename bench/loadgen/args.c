@@ -60,7 +60,7 @@ static void usage(FILE *f)
           "  -d, --duration SEC     run time (default 10; limit modes 3)\n"
           "  -n, --sessions N       total sessions instead of a duration\n"
           "  --threads T            event-loop threads (default 1)\n"
-          "  --timeout SEC          per-reply timeout (default 30)\n"
+          "  --timeout SEC          per-reply timeout: no reply data for SEC (30)\n"
           "  --messages K           smtp-submit: messages per connection (1)\n"
           "  --size BYTES           smtp-submit: message size (10240)\n"
           "  --rcpt ADDR            smtp-submit: recipient (default: own address)\n"

@@ -48,6 +48,7 @@ void lg_conn_init(struct lg_conn *c, const struct lg_conn_env *env,
 
 void lg_conn_arm(struct lg_conn *c, struct lg_tlist *list)
 {
+    c->tlist = list;
     lg_tlist_arm(list, &c->timer, c->env->loop->now);
 }
 
@@ -350,6 +351,8 @@ static void conn_read(struct lg_conn *c)
         }
         c->rlen += (uint32_t)n;
         c->env->st->bytes_in += (uint64_t)n;
+        if (c->tlist == c->env->timeouts && c->timer.next != NULL)
+            lg_conn_arm(c, c->tlist);      /* the reply is making progress */
         c->ops->on_data(c);
         if (c->state != LG_CONN_OPEN)
             return;

@@ -40,6 +40,7 @@ enum { LG_CONN_CLOSED, LG_CONN_CONNECTING, LG_CONN_HANDSHAKE, LG_CONN_OPEN };
 struct lg_conn {
     struct lg_io io;
     struct lg_tnode timer;
+    struct lg_tlist *tlist;         /* list the timer was last armed on */
     const struct lg_conn_ops *ops;
     const struct lg_conn_env *env;
     SSL *ssl;
@@ -72,8 +73,9 @@ int lg_conn_connect(struct lg_conn *c, int tls, SSL_SESSION *resume);
  * on_up follows when it is done (maybe before this returns). Returns -1
  * on immediate failure (on_fail is not called then). */
 int lg_conn_start_tls(struct lg_conn *c, SSL_SESSION *resume);
-/* Queues bytes for sending and (re)arms the reply timeout. Returns -1 on a
- * write error. */
+/* Queues bytes for sending and (re)arms the reply timeout (which data
+ * received re-arms too: it fires after that long without progress).
+ * Returns -1 on a write error. */
 int lg_conn_send(struct lg_conn *c, const void *p, size_t n);
 /* Re-arms the conn's timer on another list (e.g. a short linger). */
 void lg_conn_arm(struct lg_conn *c, struct lg_tlist *list);

@@ -74,7 +74,8 @@ void lg_report_idle_ready(const struct lg_opts *o, double seconds, const struct 
     struct lg_json j;
     head(&j, o, "ready");
     lg_json_num(&j, "seconds", seconds, 3);
-    lg_json_u64(&j, "sessions", st->sessions);
+    lg_json_u64(&j, "sessions", o->conc);
+    lg_json_u64(&j, "held", st->sessions);
     lg_json_u64(&j, "errors", st->errors);
     samples(&j, st);
     latency(&j, "latency_ms", &st->lat);
@@ -89,7 +90,8 @@ void lg_report_idle_done(const struct lg_opts *o, double seconds, double hold,
     head(&j, o, "done");
     lg_json_num(&j, "seconds", seconds, 3);
     lg_json_num(&j, "hold_s", hold, 3);
-    lg_json_u64(&j, "sessions", st->sessions);
+    lg_json_u64(&j, "sessions", o->conc);
+    lg_json_u64(&j, "held", st->sessions);
     lg_json_u64(&j, "answered", st->answered);
     lg_json_u64(&j, "errors", st->errors);
     samples(&j, st);
