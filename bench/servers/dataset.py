@@ -25,6 +25,8 @@ self-test):
   growth100, growth1k, growth10k, growth100k  1 user each, ~2 KB messages
   idle    10,000 users with empty Maildirs
   smtp    16 users with empty Maildirs
+(tiny: 1-2 users with 1-8 messages per group, big50 of 2,000,000 octets,
+200 idle users, 4 smtp users.)
 
 install_maildirs(dest) makes dest/bench.test/... a hard-linked copy
 (cp -al) of the template: the servers only rename files (new/ -> cur/,

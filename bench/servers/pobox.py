@@ -163,7 +163,8 @@ class PoboxServer(Server):
         elif ttl in ("0", "0s", "0ms"):
             cache = "auth.cache_ttl = 0 (credential cache off)"
         else:
-            cache = "auth.cache_ttl = %s (verified passwords remembered)" % ttl
+            cache = "auth.cache_ttl = %s%s (verified passwords remembered)" % (
+                ttl, " s" if ttl.isdigit() else "")
         return ("%s (%s): one process, I/O threads %s, %s workers; SMTP 250 after "
                 "fsync of the Maildir file and of new/; users file SHA512-CRYPT, %s"
                 % (self.version(), self.binary, threads, e.get("server.workers", "?"),

@@ -26,7 +26,6 @@ import pwd
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 from .base import (Server, ServerUnavailable, alive, child_setup, chown_dirs,
                    descendants, mail_account, tail, wait_port)
