@@ -115,6 +115,9 @@ static int prepare(struct lg_run *r, const struct lg_opts *o, struct lg_users *u
     if (o->scen == LG_SMTP_SUBMIT && lg_smtp_prepare(r) < 0)
         return -1;
     warn_fds(o);
+    if (o->scen != LG_SMTP_SUBMIT && users->n < o->conc && !o->quiet)
+        fprintf(stderr, "pobox-loadgen: warning: %u slots share %zu users (a locked "
+                        "maildrop refuses a second POP3 session)\n", o->conc, users->n);
     return 0;
 }
 
