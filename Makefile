@@ -81,6 +81,17 @@ fuzz: deps
 bench: deps all
 	@$(MAKE) -C bench
 
+# The benchmark load generator: C11, epoll and OpenSSL only.
+LOADGEN_SRCS := $(sort $(wildcard bench/loadgen/*.c))
+LOADGEN_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -pthread
+
+.PHONY: loadgen
+loadgen: $(BUILD)/bench/pobox-loadgen
+
+$(BUILD)/bench/pobox-loadgen: $(LOADGEN_SRCS) $(wildcard bench/loadgen/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(LOADGEN_CFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(LOADGEN_SRCS) -lssl -lcrypto -lpthread
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/doc/pobox
 	install -m 755 $(BUILD)/pobox $(DESTDIR)$(PREFIX)/bin/pobox
