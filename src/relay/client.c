@@ -18,6 +18,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
@@ -1327,8 +1328,11 @@ struct relay_client *relay_client_send(const struct relay_client_params *p,
     c->done_ev = ok ? event_new(c->base, -1, 0, on_done, c) : NULL;
     if (ok && c->timer && c->done_ev)
         c->fd = socket(c->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c->fd >= 0)
+    if (c->fd >= 0) {
+        int one = 1;    /* commands go out without waiting for delayed ACKs */
+        setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         c->bev = bufferevent_socket_new(c->base, c->fd, 0);
+    }
     if (!c->bev || !setup_bev(c)) {
         int e = c->fd < 0 && ok && c->timer && c->done_ev ? errno : ENOMEM;
         c->cb = NULL;

@@ -20,9 +20,11 @@
  *
  * Files in the mailbox directory besides cur/ new/ tmp/:
  *
- *   pobox.lock     flock(LOCK_EX|LOCK_NB)ed while a session has the mailbox
- *                  open. The kernel drops it when the holder dies. Delivery
- *                  never takes it.
+ * The POP3 lock (one session per maildrop, across processes too) is
+ * maildir_lock.c's; delivery never takes it. Between operations a session
+ * holds no descriptor: the directories are opened again, and checked to be
+ * the same directory, for each RETR/TOP and for the commit, so 10,000 idle
+ * sessions need 10,000 descriptors, not 50,000.
  *
  *   pobox-uidlist  what a session learns about the messages and the next one
  *                  must find again: generated UIDLs and computed sizes. Text,
@@ -54,6 +56,7 @@
  *   missing. A UIDL the map holds for a message is kept over any other rule
  *   unless a message earlier in the listing already has it. */
 #include "store/maildir.h"
+#include "store/maildir_lock.h"
 #include "core/strutil.h"
 
 #include <dirent.h>
@@ -77,7 +80,6 @@
 #define MD_MAP_MAGIC     "pobox-uidlist"
 #define MD_MAP_VERSION   1
 #define MD_MAP_MAX       (1024L * 1024 * 1024)
-#define MD_LOCK_NAME     "pobox.lock"
 #define MD_UIDL_MAX      70
 #define MD_PART_MAX      255
 #define MD_READ_CHUNK    65536
@@ -222,7 +224,11 @@ struct md_msg {
 
 struct md_box {
     struct store_mailbox base;
-    int dir_fd, cur_fd, new_fd, lock_fd;
+    int dir_fd, cur_fd, new_fd;     /* -1 while detached */
+    dev_t dev;              /* the maildrop directory, also the lock key */
+    ino_t ino;
+    bool locked;            /* holds the in-process lock */
+    const char *data_dir, *address;         /* in pool: to attach again */
     struct md_msg *msgs;    /* owned, n used of cap */
     size_t n, cap;
     struct md_pool pool;    /* owns every string of msgs */
@@ -1131,41 +1137,73 @@ enum store_status maildir_make_dirs(const char *data_dir, const char *address,
     return STORE_OK;
 }
 
-static enum store_status md_lock(struct md_box *mb)
-{
-    mb->lock_fd = openat(mb->dir_fd, MD_LOCK_NAME,
-                         O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (mb->lock_fd < 0)
-        return STORE_TEMP_FAIL;
-    while (flock(mb->lock_fd, LOCK_EX | LOCK_NB) != 0) {
-        if (errno == EWOULDBLOCK)
-            return STORE_IN_USE;
-        if (errno != EINTR)
-            return STORE_TEMP_FAIL;
-    }
-    return STORE_OK;
-}
-
 static int md_open_subdir(int dir_fd, const char *name)
 {
     return openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* Closes every descriptor; the session keeps its lock and message list. */
+static void md_detach(struct md_box *mb)
+{
+    int *fds[] = {&mb->cur_fd, &mb->new_fd, &mb->dir_fd};
+
+    for (size_t k = 0; k < sizeof(fds) / sizeof(fds[0]); k++) {
+        if (*fds[k] >= 0)
+            close(*fds[k]);
+        *fds[k] = -1;
+    }
+}
+
+/* Opens the maildrop directory and cur/ new/. The first time it records
+ * which directory it is; later it must be that same one (a maildrop
+ * removed or replaced meanwhile is a temporary failure). */
+static enum store_status md_attach(struct md_box *mb)
+{
+    struct stat st;
+    enum store_status rc;
+
+    if (mb->dir_fd >= 0)
+        return STORE_OK;
+    rc = maildir_make_dirs(mb->data_dir, mb->address, &mb->dir_fd);
+    if (rc != STORE_OK)
+        return rc;
+    if (fstat(mb->dir_fd, &st) != 0)
+        rc = STORE_TEMP_FAIL;
+    else if (mb->ino == 0) {
+        mb->dev = st.st_dev;
+        mb->ino = st.st_ino;
+    } else if (mb->dev != st.st_dev || mb->ino != st.st_ino)
+        rc = STORE_TEMP_FAIL;
+    if (rc == STORE_OK) {
+        mb->cur_fd = md_open_subdir(mb->dir_fd, "cur");
+        mb->new_fd = md_open_subdir(mb->dir_fd, "new");
+        if (mb->cur_fd < 0 || mb->new_fd < 0)
+            rc = STORE_TEMP_FAIL;
+    }
+    if (rc != STORE_OK)
+        md_detach(mb);
+    return rc;
 }
 
 static void md_close(struct store_mailbox *smb)
 {
     struct md_box *mb = md_box_of(smb);
 
-    if (mb->cur_fd >= 0)
-        close(mb->cur_fd);
-    if (mb->new_fd >= 0)
-        close(mb->new_fd);
-    if (mb->lock_fd >= 0)
-        close(mb->lock_fd);             /* releases the flock */
-    if (mb->dir_fd >= 0)
-        close(mb->dir_fd);
+    md_detach(mb);
+    if (mb->locked)
+        maildir_lock_release(mb->dev, mb->ino);
     md_pool_free(&mb->pool);
     free(mb->msgs);
     free(mb);
+}
+
+/* Takes the POP3 lock on the attached maildrop. */
+static enum store_status md_take_lock(struct md_box *mb)
+{
+    int r = maildir_lock_take(mb->data_dir, mb->dev, mb->ino);
+
+    mb->locked = r == 1;
+    return r == 1 ? STORE_OK : r == 0 ? STORE_IN_USE : STORE_TEMP_FAIL;
 }
 
 static enum store_status md_open(const struct config *cfg, const char *address,
@@ -1178,18 +1216,15 @@ static enum store_status md_open(const struct config *cfg, const char *address,
     if (mb == NULL)
         return STORE_TEMP_FAIL;
     mb->base.be = &maildir_backend;
-    mb->dir_fd = mb->cur_fd = mb->new_fd = mb->lock_fd = -1;
-    st = maildir_make_dirs(cfg->data_dir, address, &mb->dir_fd);
+    mb->dir_fd = mb->cur_fd = mb->new_fd = -1;
+    mb->data_dir = md_pool_strdup(&mb->pool, cfg->data_dir);
+    mb->address = md_pool_strdup(&mb->pool, address);
+    st = mb->data_dir && mb->address ? md_attach(mb) : STORE_TEMP_FAIL;
     if (st == STORE_OK)
-        st = md_lock(mb);
-    if (st == STORE_OK) {
-        mb->cur_fd = md_open_subdir(mb->dir_fd, "cur");
-        mb->new_fd = md_open_subdir(mb->dir_fd, "new");
-        if (mb->cur_fd < 0 || mb->new_fd < 0)
-            st = STORE_TEMP_FAIL;
-    }
+        st = md_take_lock(mb);
     if (st == STORE_OK)
         st = md_load(mb);
+    md_detach(mb);
     if (st != STORE_OK) {
         md_close(&mb->base);
         return st;
@@ -1293,30 +1328,44 @@ static enum store_status md_relocate(struct md_box *mb, const size_t *idx,
 
 /* ---- reading ---- */
 
-static enum store_status md_reader_open(struct store_mailbox *smb, size_t i,
-                                        struct store_reader **out)
+/* Opens message i of an attached maildrop, looking for it under a new name
+ * (flags changed by another program) when it is not under its own. */
+static enum store_status md_open_msg(struct md_box *mb, size_t i, int *fd)
 {
-    struct md_box *mb = md_box_of(smb);
     struct md_msg *m = &mb->msgs[i];
-    struct md_reader *r;
     char name[MD_NAME_BUF];
     struct stat st;
-    int fd = -1;
 
-    *out = NULL;
-    if (m->gone)
-        return STORE_GONE;
-    for (int attempt = 0; attempt < 2 && fd < 0; attempt++) {
+    *fd = -1;
+    for (int attempt = 0; attempt < 2 && *fd < 0; attempt++) {
         if (attempt == 1 && md_relocate(mb, &i, 1) != STORE_OK)
             return STORE_TEMP_FAIL;
         if (md_full_name(m, name, sizeof(name)) != 0)
             return STORE_TEMP_FAIL;
-        fd = md_open_file(m->in_new ? mb->new_fd : mb->cur_fd, name, &st);
-        if (fd < 0 && errno != ENOENT)
+        *fd = md_open_file(m->in_new ? mb->new_fd : mb->cur_fd, name, &st);
+        if (*fd < 0 && errno != ENOENT)
             return STORE_TEMP_FAIL;
     }
-    if (fd < 0)
+    return *fd < 0 ? STORE_GONE : STORE_OK;
+}
+
+static enum store_status md_reader_open(struct store_mailbox *smb, size_t i,
+                                        struct store_reader **out)
+{
+    struct md_box *mb = md_box_of(smb);
+    struct md_reader *r;
+    enum store_status st;
+    int fd = -1;
+
+    *out = NULL;
+    if (mb->msgs[i].gone)
         return STORE_GONE;
+    st = md_attach(mb);
+    if (st == STORE_OK)
+        st = md_open_msg(mb, i, &fd);
+    md_detach(mb);
+    if (st != STORE_OK)
+        return st;
     if ((r = malloc(sizeof(*r))) == NULL) {
         close(fd);
         return STORE_TEMP_FAIL;
@@ -1369,10 +1418,10 @@ static void md_note_missing(struct md_box *mb, size_t i, size_t **missing,
         mb->msgs[i].gone = true;
 }
 
-static enum store_status md_commit(struct store_mailbox *smb,
-                                   const bool *deleted)
+/* Deletes on an attached maildrop. */
+static enum store_status md_commit_attached(struct md_box *mb,
+                                            const bool *deleted)
 {
-    struct md_box *mb = md_box_of(smb);
     enum store_status st = STORE_OK;
     size_t *missing = NULL, n_missing = 0;
     bool any = false, from_new = false;
@@ -1402,6 +1451,24 @@ static enum store_status md_commit(struct store_mailbox *smb,
         st = STORE_TEMP_FAIL;
     if (from_new && fsync(mb->new_fd) != 0)
         st = STORE_TEMP_FAIL;
+    return st;
+}
+
+static enum store_status md_commit(struct store_mailbox *smb,
+                                   const bool *deleted)
+{
+    struct md_box *mb = md_box_of(smb);
+    enum store_status st;
+    bool any = false;
+
+    for (size_t i = 0; i < mb->n && !any; i++)
+        any = deleted[i] && !mb->msgs[i].gone;
+    if (!any)
+        return STORE_OK;
+    st = md_attach(mb);
+    if (st == STORE_OK)
+        st = md_commit_attached(mb, deleted);
+    md_detach(mb);
     return st;
 }
 

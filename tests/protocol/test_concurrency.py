@@ -232,3 +232,30 @@ def test_no_descriptor_leak_after_many_kinds_of_sessions(server):
     with server.login_retry(user, pw, seconds=10) as c:
         assert c.stat()[0] == 1
         c.quit()
+
+
+def test_idle_logged_in_session_holds_one_descriptor(server):
+    """An authenticated session between commands holds its socket and
+    nothing else (no Maildir or lock descriptors), so 10,000 idle sessions
+    fit in 10,000 descriptors; RETR and QUIT still work afterwards."""
+    users = [server.add_user() for _ in range(12)]
+    for user, _ in users:
+        server.deliver(user, make_message("idle", body=b"x" * 500))
+    base = server.fd_count()
+    sessions = [server.session(u, p) for u, p in users]
+    try:
+        for c in sessions:
+            assert c.stat()[0] == 1
+        assert server.fd_count() - base <= len(sessions), \
+            "%d sessions hold %d descriptors" % (len(sessions), server.fd_count() - base)
+        for c in sessions:
+            assert b"x" * 500 in c.retr(1)
+            assert c.cmd("DELE 1").startswith(b"+OK")
+        assert server.fd_count() - base <= len(sessions)
+        for c in sessions:
+            c.quit()
+    finally:
+        for c in sessions:
+            c.close()
+    for user, _ in users:
+        assert server.message_files(user) == []
