@@ -5,6 +5,7 @@
 #   make test       unit + protocol + interop tests + a short fuzz run
 #   make check-asan the same suites under AddressSanitizer and UBSan
 #   make fuzz       run the fuzzers longer (FUZZ_SECONDS, default 60)
+#   make bench      pobox vs Dovecot and Postfix side by side (QUICK=1: 1 minute)
 #   make install    PREFIX=/usr/local
 
 CC      ?= cc
@@ -67,7 +68,7 @@ unit: $(UNIT_BINS)
 	    if $$t >/dev/null 2>&1; then echo "$$t: ok"; else echo "$$t: FAILED"; rc=1; fi; \
 	done; exit $$rc
 
-test: deps all $(UNIT_BINS)
+test: deps all $(UNIT_BINS) $(BUILD)/bench/pobox-loadgen
 	@BUILD=$(BUILD) sh tools/test.sh
 
 check-asan:
@@ -78,8 +79,12 @@ check-asan:
 fuzz: deps
 	@FUZZ_SECONDS=$${FUZZ_SECONDS:-60} sh tools/fuzz.sh
 
-bench: deps all
-	@$(MAKE) -C bench
+# pobox side by side with Dovecot (POP3) and Postfix (submission) on this
+# machine (bench/README.md); QUICK=1 runs the one-minute subset.
+bench: deps all $(BUILD)/bench/pobox-loadgen
+	@sh tools/deps.sh dovecot-core dovecot-pop3d postfix
+	/usr/bin/python3 bench/run.py --pobox $(BUILD)/pobox \
+	    --loadgen $(BUILD)/bench/pobox-loadgen $(if $(QUICK),--quick)
 
 # The benchmark load generator: C11, epoll and OpenSSL only.
 LOADGEN_SRCS := $(sort $(wildcard bench/loadgen/*.c))
