@@ -77,7 +77,11 @@ def loadgen_json(argv, timeout):
 
 def crypt_verifies_per_s(hash_, password, seconds):
     """SHA512-CRYPT verifies per second on all cores (one process per core)
-    using the C library's crypt(3), as both servers do."""
+    using the C library's crypt(3), as both servers do. hash_ may carry
+    the passwd-file scheme prefix ({SHA512-CRYPT}), which crypt(3) does not
+    take."""
+    if hash_.startswith("{"):
+        hash_ = hash_[hash_.index("}") + 1:]
     code = ("import crypt,sys,time\n"
             "h,p,s=sys.argv[1],sys.argv[2],float(sys.argv[3]);n=0;t=time.time()\n"
             "while time.time()-t<s:\n crypt.crypt(p,h);n+=1\n"

@@ -152,7 +152,7 @@ class Bench:
         p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         try:
             ready = json.loads(p.stdout.readline() or b"{}")
-            time.sleep(1.0)
+            time.sleep(6.0)             # settled: pobox trims freed memory 5 s after a burst
             pss = measure.pss_kb(srv.pids())
             rss = measure.rss_kb(srv.pids())
             p.stdin.close()

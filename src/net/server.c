@@ -9,6 +9,7 @@
 #include <event2/listener.h>
 #include <event2/thread.h>
 #include <grp.h>
+#include <malloc.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 #include "net/tls.h"
 
 #define STOP_GRACE_SECS 10
+#define TRIM_INTERVAL_SECS 5
 
 struct listener {
     struct runner *run;
@@ -41,6 +43,7 @@ struct runner {
     size_t nls;
     server_reload_fn reload;
     void *reload_arg;
+    unsigned long accepted, accepted_at_trim;   /* main thread only */
 };
 
 struct handoff {
@@ -96,6 +99,7 @@ static void accept_cb(struct evconnlistener *evl, evutil_socket_t fd,
         reject(l->svc, fd, ip, v);
         return;
     }
+    l->run->accepted++;
     struct handoff *h = calloc(1, sizeof(*h));
     struct loop *loop = loops_pick(l->run->loops);
     if (h) {
@@ -209,9 +213,26 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
              tls_ok ? "reloaded" : "kept_old");
 }
 
+/* After a burst of connections (TLS handshakes allocate far more than an
+ * established session keeps), glibc keeps the freed pages inside its
+ * arenas, interleaved with live sessions; every few seconds after new
+ * connections, hand whole free pages back to the kernel. */
+static void trim_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct runner *run = arg;
+    if (run->accepted == run->accepted_at_trim)
+        return;
+    run->accepted_at_trim = run->accepted;
+    malloc_trim(0);
+}
+
 static void run_main_loop(struct runner *run)
 {
     struct event *sigs[3];
+    struct timeval every = {TRIM_INTERVAL_SECS, 0};
+    struct event *trim = event_new(run->main, -1, EV_PERSIST, trim_cb, run);
+    if (trim)
+        event_add(trim, &every);
     sigs[0] = evsignal_new(run->main, SIGTERM, stop_cb, run);
     sigs[1] = evsignal_new(run->main, SIGINT, stop_cb, run);
     sigs[2] = evsignal_new(run->main, SIGHUP, reload_cb, run);
@@ -223,6 +244,8 @@ static void run_main_loop(struct runner *run)
     for (int i = 0; i < 3; i++)
         if (sigs[i])
             event_free(sigs[i]);
+    if (trim)
+        event_free(trim);
 }
 
 static void shutdown_all(struct runner *run)

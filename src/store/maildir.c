@@ -103,7 +103,13 @@ static char *md_pool_alloc(struct md_pool *p, size_t n)
     struct md_pool_block *b = p->head;
 
     if (b == NULL || b->cap - b->used < n) {
-        size_t cap = n > MD_POOL_BLOCK ? n : MD_POOL_BLOCK;
+        /* blocks double from 512 octets: an idle session on a small
+         * maildrop keeps a few hundred octets, not a 64 KiB block */
+        size_t cap = b == NULL ? 512 : b->cap * 2;
+        if (cap > MD_POOL_BLOCK)
+            cap = MD_POOL_BLOCK;
+        if (cap < n)
+            cap = n;
         b = malloc(sizeof(*b) + cap);
         if (b == NULL)
             return NULL;
