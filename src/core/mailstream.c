@@ -2,9 +2,11 @@
  * ends, dot-stuffing, TOP's header + n body lines, the final ".\r\n", and the
  * RFC 1939 size of all that (see mailstream.h for the rules).
  *
- * Lines end at LF. Each chunk is scanned with memchr for LF and copied to the
- * output in runs: a run is broken only where a CR must be inserted (LF without
- * CR) or a '.' must be doubled, so CRLF input goes out in one add per chunk.
+ * Lines end at LF. Each chunk is scanned with memchr for LF and copied in
+ * runs, broken only where a CR must be inserted (LF without CR) or a '.'
+ * doubled, straight into space reserved in the output evbuffer (at most
+ * twice the input: every LF may gain a CR, every line a '.'), committed
+ * once per chunk: one evbuffer call, not two per line.
  *
  * A CR is always sent as soon as it is seen (whether it turns out to be part
  * of CRLF or a lone CR, it is sent as is). One corner the header leaves open:
@@ -27,10 +29,17 @@ void mailstream_init(struct mailstream *s, long max_body_lines)
     s->octets = 0;
 }
 
-static void mailstream_add(struct evbuffer *out, const char *p, size_t n)
+/* Where encoded bytes go: reserved evbuffer space, or nowhere (counting). */
+struct mailstream_sink {
+    char *at;               /* NULL: count only */
+};
+
+static void mailstream_add(struct mailstream_sink *out, const char *p, size_t n)
 {
-    if (out != NULL && n > 0)
-        (void)evbuffer_add(out, p, n);
+    if (out->at != NULL && n > 0) {
+        memcpy(out->at, p, n);
+        out->at += n;
+    }
 }
 
 /* Updates the line state for n > 0 bytes of one line that contain no LF. */
@@ -64,14 +73,13 @@ static bool mailstream_line_end(struct mailstream *s)
     return s->body_lines_left == 0;
 }
 
-bool mailstream_encode(struct mailstream *s, const char *src, size_t len,
-                       struct evbuffer *out)
+/* The encoding loop; out has room for 2 * len octets (or counts only). */
+static void mailstream_run(struct mailstream *s, const char *src, size_t len,
+                           struct mailstream_sink *out)
 {
     const char *p = src, *end = src + len;
     const char *run = src;      /* start of bytes not yet added to out */
 
-    if (s->stopped)
-        return false;
     while (p < end) {
         if (s->at_bol) {
             s->at_bol = false;
@@ -105,24 +113,67 @@ bool mailstream_encode(struct mailstream *s, const char *src, size_t len,
         }
     }
     mailstream_add(out, run, (size_t)(p - run));
+}
+
+/* When the evbuffer cannot reserve 2 * len contiguous octets (out of
+ * memory): encode in pieces through a stack buffer. */
+static bool mailstream_encode_slow(struct mailstream *s, const char *src,
+                                   size_t len, struct evbuffer *out)
+{
+    char buf[2 * 1024];
+
+    for (size_t off = 0; off < len && !s->stopped;) {
+        size_t n = len - off < sizeof(buf) / 2 ? len - off : sizeof(buf) / 2;
+        struct mailstream_sink sink = {buf};
+        mailstream_run(s, src + off, n, &sink);
+        if (evbuffer_add(out, buf, (size_t)(sink.at - buf)) != 0)
+            break;
+        off += n;
+    }
+    return !s->stopped;
+}
+
+bool mailstream_encode(struct mailstream *s, const char *src, size_t len,
+                       struct evbuffer *out)
+{
+    struct mailstream_sink sink = {NULL};
+    struct evbuffer_iovec vec;
+
+    if (s->stopped)
+        return false;
+    if (out == NULL || len == 0) {
+        mailstream_run(s, src, len, &sink);
+        return !s->stopped;
+    }
+    if (evbuffer_reserve_space(out, (ev_ssize_t)(2 * len), &vec, 1) != 1)
+        return mailstream_encode_slow(s, src, len, out);
+    sink.at = vec.iov_base;
+    mailstream_run(s, src, len, &sink);
+    vec.iov_len = (size_t)(sink.at - (char *)vec.iov_base);
+    evbuffer_commit_space(out, &vec, 1);
     return !s->stopped;
 }
 
 void mailstream_finish(struct mailstream *s, struct evbuffer *out)
 {
+    char tail[5];
+    struct mailstream_sink sink = {tail};
+
     if (!s->stopped) {
         if (s->prev_cr) {
-            mailstream_add(out, "\n", 1);
+            mailstream_add(&sink, "\n", 1);
             s->octets += 1;
         } else if (!s->at_bol) {
-            mailstream_add(out, "\r\n", 2);
+            mailstream_add(&sink, "\r\n", 2);
             s->octets += 2;
         }
         s->at_bol = true;
         s->prev_cr = false;
         s->stopped = true;
     }
-    mailstream_add(out, ".\r\n", 3);
+    mailstream_add(&sink, ".\r\n", 3);
+    if (out != NULL)
+        (void)evbuffer_add(out, tail, (size_t)(sink.at - tail));
 }
 
 uint64_t mailstream_size(const char *msg, size_t len)
