@@ -50,13 +50,13 @@ def limits_text(limits):
 
 
 def _row(records, s, limits):
-    pv = _values(records, s.name, "pobox", s.metric)
+    pv = _values(records, s.name, s.pobox, s.metric)
     qv = _values(records, s.name, s.peer, s.metric)
     pm, qm = _med(pv), _med(qv)
     ratio = None
     if pm and qm:
         ratio = qm / pm if s.lower_is_better else pm / qm
-    errs = sum(_values(records, s.name, "pobox", "errors")) + \
+    errs = sum(_values(records, s.name, s.pobox, "errors")) + \
         sum(_values(records, s.name, s.peer, "errors"))
     share = "%3.0f%%" % (100.0 * pm / limits[s.limit]) if pm and s.limit else "   -"
     verdict = "-"
@@ -68,7 +68,7 @@ def _row(records, s, limits):
         share, verdict, errs)
     out = [line]
     for key in s.extra_metrics:
-        pe = _values(records, s.name, "pobox", key)
+        pe = _values(records, s.name, s.pobox, key)
         qe = _values(records, s.name, s.peer, key)
         if key in ("lost", "rss_growth_kb"):
             agg = max
@@ -104,11 +104,14 @@ def idle_table(records):
         dk = d[0]["kb_per_session"] if d else None
         ratio = ("1/%.0f" % (dk / pk)) if pk and dk else "-"
         lines.append("%-8d %14s %14s %8s %10s %s/%s   target <= %d kB and <= 1/25: %s" % (
-            n, _fmt(pk), _fmt(dk), ratio, _fmt(p[0]["pss_kb"] / 1024.0) if p else "-",
+            n, _fmt(pk), _fmt(dk) if d else "not run", ratio, _fmt(p[0]["pss_kb"] / 1024.0) if p else "-",
             p[0]["answered"] if p else "-", d[0]["answered"] if d else "-",
             sc.IDLE_TARGET_KB,
             "met" if pk is not None and pk <= sc.IDLE_TARGET_KB and (not dk or pk * 25 <= dk)
             else "MISSED"))
+    if any(n > sc.IDLE_MAX["dovecot"] for n in sizes):
+        lines.append("  Dovecot is measured up to %d sessions: two processes and about 1.8 MB"
+                     " of machine memory per POP3S session" % sc.IDLE_MAX["dovecot"])
     return lines
 
 

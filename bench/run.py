@@ -29,6 +29,7 @@ from servers.postfix import PostfixServer  # noqa: E402
 
 PORTS = {
     "pobox": {"pop3": 25110, "pop3s": 25995, "submission": 25587},
+    "pobox-nocache": {"pop3": 28110, "pop3s": 28995, "submission": 0},
     "dovecot": {"pop3": 26110, "pop3s": 26995, "submission": 0},
     "postfix": {"pop3": 0, "pop3s": 0, "submission": 27587},
 }
@@ -74,12 +75,16 @@ class Bench:
 
     # --- servers -------------------------------------------------------------
     def start(self, name):
-        cls = {"pobox": PoboxServer, "dovecot": DovecotServer,
-               "postfix": PostfixServer}[name]
+        cls = {"pobox": PoboxServer, "pobox-nocache": PoboxServer,
+               "dovecot": DovecotServer, "postfix": PostfixServer}[name]
         wd = self.work / name
         wd.mkdir()
         os.chmod(wd, 0o755)
-        kw = {"binary": str(Path(self.args.pobox).resolve())} if name == "pobox" else {}
+        kw = {}
+        if name.startswith("pobox"):
+            kw["binary"] = str(Path(self.args.pobox).resolve())
+        if name == "pobox-nocache":
+            kw["options"] = {"auth.cache_ttl": "0"}
         try:
             srv = cls(wd, self.data, PORTS[name], **kw)
             self.data.install_maildirs(srv.maildir_root())
@@ -134,7 +139,7 @@ class Bench:
         measure.loadgen_json(argv, 600)
 
     def run_scenario(self, s):
-        names = [n for n in ("pobox", s.peer) if n in self.servers]
+        names = [n for n in (s.pobox, s.peer) if n in self.servers]
         for n in names:
             self.warm(s, n)
         for rep in range(self.reps):
@@ -148,7 +153,7 @@ class Bench:
         users = self.data.users_file("idle")
         base = measure.pss_kb(srv.pids())
         argv = [self.loadgen, "pop3-idle", "-q", "--tls", "-p", str(srv.ports["pop3s"]),
-                "--users", str(users), "-c", str(n_sessions), "--timeout", "120"]
+                "--users", str(users), "-c", str(n_sessions), "--timeout", "600"]
         p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         try:
             ready = json.loads(p.stdout.readline() or b"{}")
@@ -197,7 +202,7 @@ class Bench:
         limits = measure.machine_limits(self.loadgen, self.work, 2 if self.quick else 3,
                                         self.data.hash, self.data.password)
         self.save(dict(limits, scenario="machine-limits", server="machine"))
-        for name in ("pobox", "dovecot", "postfix"):
+        for name in ("pobox", "pobox-nocache", "dovecot", "postfix"):
             self.start(name)
         if "pobox" not in self.servers:
             raise SystemExit("pobox did not start: %s" % self.unavailable.get("pobox"))
@@ -210,7 +215,7 @@ class Bench:
         if not only or "pop3-idle" in only:
             for n in sizes:
                 for name in ("pobox", "dovecot"):
-                    if name in self.servers:
+                    if name in self.servers and n <= sc.IDLE_MAX[name]:
                         self.run_idle(n, name)
         if not self.quick and (not only or "growth" in only):
             for g in sc.GROWTH_GROUPS:
