@@ -40,7 +40,7 @@ class Bench:
         self.args = args
         self.quick = args.quick
         self.reps = args.reps or (2 if args.quick else 3)
-        self.seconds = args.seconds or (2.0 if args.quick else 5.0)
+        self.seconds = args.seconds or (1.5 if args.quick else 5.0)
         self.loadgen = str(Path(args.loadgen).resolve())
         self.work = Path(tempfile.mkdtemp(prefix="pobox-bench-"))
         os.chmod(self.work, 0o755)

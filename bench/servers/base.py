@@ -266,5 +266,16 @@ class Server:
         wait_gone(left, 5.0)
         return False
 
+    def _stop_proc(self, proc):
+        """Stops a process this server started (SIGTERM to its tree, then
+        SIGKILL after 10 s) and reaps it."""
+        if proc.poll() is None:
+            self._stop_tree([proc.pid], signal.SIGTERM, 30.0)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
     def __repr__(self):
         return "<%s %s %s>" % (type(self).__name__, self.workdir, self.ports)

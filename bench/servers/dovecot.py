@@ -22,7 +22,6 @@ to time out."""
 import grp
 import os
 import re
-import signal
 import subprocess
 from pathlib import Path
 
@@ -183,13 +182,7 @@ class DovecotInstance:
     def stop(self, server):
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            server._stop_tree([self.proc.pid], signal.SIGTERM, 30.0)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        server._stop_proc(self.proc)
         self.proc = None
         if self._errf:
             self._errf.close()

@@ -6,7 +6,6 @@ lines: `pobox user add` would hash with argon2id, slowly, and another
 scheme than the peers')."""
 
 import os
-import signal
 import subprocess
 from pathlib import Path
 
@@ -119,13 +118,7 @@ class PoboxServer(Server):
     def stop(self):
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self._stop_tree([self.proc.pid], signal.SIGTERM, 30.0)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        self._stop_proc(self.proc)
         self.proc = None
         if self._logf:
             self._logf.close()
