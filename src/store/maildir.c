@@ -18,13 +18,13 @@
  * cached. A message file that exists but cannot be read fails the open with
  * STORE_TEMP_FAIL; one that vanishes while opening is left out.
  *
- * Files in the mailbox directory besides cur/ new/ tmp/:
- *
  * The POP3 lock (one session per maildrop, across processes too) is
  * maildir_lock.c's; delivery never takes it. Between operations a session
  * holds no descriptor: the directories are opened again, and checked to be
  * the same directory, for each RETR/TOP and for the commit, so 10,000 idle
  * sessions need 10,000 descriptors, not 50,000.
+ *
+ * Files in the mailbox directory besides cur/ new/ tmp/:
  *
  *   pobox-uidlist  what a session learns about the messages and the next one
  *                  must find again: generated UIDLs and computed sizes. Text,
@@ -233,7 +233,7 @@ struct md_box {
     int dir_fd, cur_fd, new_fd;     /* -1 while detached */
     dev_t dev;              /* the maildrop directory, also the lock key */
     ino_t ino;
-    bool locked;            /* holds the in-process lock */
+    bool locked;            /* holds the POP3 lock */
     const char *data_dir, *address;         /* in pool: to attach again */
     struct md_msg *msgs;    /* owned, n used of cap */
     size_t n, cap;
