@@ -48,7 +48,9 @@
  *     PHYS  the file's size in bytes when SIZE was computed by reading it,
  *           "-" when the size comes from ",W=" in the name;
  *     SIZE  the CRLF size (core/mailstream.h) computed from the file, valid
- *           while the file still has PHYS bytes; "-" as for PHYS.
+ *           while it is the same file (INO; Maildir messages are never
+ *           rewritten in place, so no stat is needed), or, for a file
+ *           with another inode, while it has PHYS bytes; "-" as for PHYS.
  *   Generated UIDLs are "P" EPOCH "." COUNTER: the counter only grows and a
  *   lost or unreadable map starts a new random epoch, so a generated UIDL is
  *   never given to another message. Lines that do not parse are dropped; a
@@ -900,6 +902,13 @@ static enum store_status md_msg_size(struct md_box *mb, struct md_msg *m,
 
     if (md_name_vsize(m->base, &m->size)) {
         m->size_in_name = true;
+        return STORE_OK;
+    }
+    if (l != NULL && l->size >= 0 && l->phys >= 0 && l->ino == m->ino) {
+        /* the same file (Maildir messages are never rewritten in place):
+         * no stat, which would cost more than the rest of the open */
+        m->size = (uint64_t)l->size;
+        m->phys = l->phys;
         return STORE_OK;
     }
     if (l != NULL && l->size >= 0 && m->phys < 0) {
