@@ -151,6 +151,7 @@ class Bench:
         import subprocess
         srv = self.servers[name]
         users = self.data.users_file("idle")
+        time.sleep(6.0)     # the previous sessions are gone and their memory trimmed
         base = measure.pss_kb(srv.pids())
         argv = [self.loadgen, "pop3-idle", "-q", "--tls", "-p", str(srv.ports["pop3s"]),
                 "--users", str(users), "-c", str(n_sessions), "--timeout", "600"]
@@ -178,7 +179,6 @@ class Bench:
         self.save(rec)
         self.log("  pop3-idle-%-9d %-8s: %.1f kB/session, %d held, %d answered NOOP" % (
             n_sessions, name, rec["kb_per_session"], held, rec["answered"]))
-        time.sleep(2.0)                 # let the server release the sessions
 
     # --- growth ------------------------------------------------------------------
     def run_growth(self, group, name):

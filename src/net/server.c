@@ -44,6 +44,7 @@ struct runner {
     server_reload_fn reload;
     void *reload_arg;
     unsigned long accepted, accepted_at_trim;   /* main thread only */
+    unsigned open_at_trim;      /* connections open at the last trim */
 };
 
 struct handoff {
@@ -214,15 +215,17 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
 }
 
 /* After a burst of connections (TLS handshakes allocate far more than an
- * established session keeps), glibc keeps the freed pages inside its
- * arenas, interleaved with live sessions; every few seconds after new
- * connections, hand whole free pages back to the kernel. */
+ * established session keeps) or of sessions ending, glibc keeps the freed
+ * pages inside its arenas, interleaved with live sessions; a few seconds
+ * after connections came or went, hand whole free pages back. */
 static void trim_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct runner *run = arg;
-    if (run->accepted == run->accepted_at_trim)
+    unsigned open = limits_total(run->srv.limits);
+    if (run->accepted == run->accepted_at_trim && open == run->open_at_trim)
         return;
     run->accepted_at_trim = run->accepted;
+    run->open_at_trim = open;
     malloc_trim(0);
 }
 
