@@ -1106,12 +1106,13 @@ static bool md_mkdir_durable(int parent, const char *name)
     return errno == EEXIST;
 }
 
-/* Replaces *fd (a directory) by its subdirectory name, created if missing. */
-static bool md_descend(int *fd, const char *name)
+/* Replaces *fd (a directory) by its subdirectory name, created first if
+ * missing when create is set. */
+static bool md_descend(int *fd, const char *name, bool create)
 {
     int sub = -1;
 
-    if (md_mkdir_durable(*fd, name))
+    if (!create || md_mkdir_durable(*fd, name))
         sub = openat(*fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     close(*fd);
     *fd = sub;
@@ -1125,8 +1126,10 @@ static bool md_make_subdirs(int dir_fd)
            && md_mkdir_durable(dir_fd, "tmp");
 }
 
-enum store_status maildir_make_dirs(const char *data_dir, const char *address,
-                                    int *dir_fd)
+/* Opens data_dir/mail/DOMAIN/LOCAL; with create, makes what is missing,
+ * cur/ new/ tmp/ included. */
+static enum store_status md_walk(const char *data_dir, const char *address,
+                                 bool create, int *dir_fd)
 {
     const char *at = address == NULL ? NULL : strrchr(address, '@');
     char local[MD_PART_MAX + 1];
@@ -1142,14 +1145,20 @@ enum store_status maildir_make_dirs(const char *data_dir, const char *address,
     memcpy(local, address, local_len);
     local[local_len] = '\0';
     fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || !md_descend(&fd, "mail") || !md_descend(&fd, at + 1)
-        || !md_descend(&fd, local) || !md_make_subdirs(fd)) {
+    if (fd < 0 || !md_descend(&fd, "mail", create) || !md_descend(&fd, at + 1, create)
+        || !md_descend(&fd, local, create) || (create && !md_make_subdirs(fd))) {
         if (fd >= 0)
             close(fd);
         return STORE_TEMP_FAIL;
     }
     *dir_fd = fd;
     return STORE_OK;
+}
+
+enum store_status maildir_make_dirs(const char *data_dir, const char *address,
+                                    int *dir_fd)
+{
+    return md_walk(data_dir, address, true, dir_fd);
 }
 
 static int md_open_subdir(int dir_fd, const char *name)
@@ -1179,7 +1188,8 @@ static enum store_status md_attach(struct md_box *mb)
 
     if (mb->dir_fd >= 0)
         return STORE_OK;
-    rc = maildir_make_dirs(mb->data_dir, mb->address, &mb->dir_fd);
+    /* creating only at open: a maildrop removed meanwhile stays removed */
+    rc = md_walk(mb->data_dir, mb->address, mb->ino == 0, &mb->dir_fd);
     if (rc != STORE_OK)
         return rc;
     if (fstat(mb->dir_fd, &st) != 0)
